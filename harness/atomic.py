@@ -1,0 +1,73 @@
+"""Files are written whole or not at all: write a temporary file beside the target, then rename it over."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
+    """Open a temporary file in the target's folder; on success it replaces `path`, on error it is removed.
+
+    The temporary name starts with '.' so that globs over a run folder never pick up a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes owner-only files; outputs get the usual permissions
+        with os.fdopen(fd, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def round_significant(values: np.ndarray, digits: int = 7) -> np.ndarray:
+    """Round to `digits` significant digits, as '%.7g' prints them (a value a hair below a half may round up),
+    but vectorised: pandas then prints each value's shortest repr ('0.2398461') in C, three times faster than
+    formatting every cell in Python. Below about 1e-16 the decimal scale is inexact, and such a value may print
+    with up to 17 digits (the same number), and below 1e-294 it becomes 0 (the scale would overflow)."""
+    magnitude = np.floor(np.log10(np.abs(np.where(values == 0, 1.0, values))))
+    scale = 10.0 ** np.minimum(digits - 1 - magnitude, 300)
+    return np.round(values * scale) / scale
+
+
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike, significant_digits: int | None = 7) -> None:
+    """Float columns are written with `significant_digits` (probabilities do not need 17)."""
+    if significant_digits is not None:
+        floats = frame.select_dtypes("float").columns
+        if len(floats):
+            frame = frame.copy()
+            frame[floats] = round_significant(frame[floats].to_numpy(), significant_digits)
+    with atomic_open(path, "w", newline="") as handle:
+        frame.to_csv(handle, index=False)
+
+
+def write_json(data: Any, path: str | os.PathLike) -> None:
+    with atomic_open(path, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=False, default=str)
+        handle.write("\n")
+
+
+def write_jsonl(records: list[dict], path: str | os.PathLike) -> None:
+    """Rewrite the whole file: a reader never sees a torn last line, and the file is short (one line an epoch)."""
+    with atomic_open(path, "w") as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")

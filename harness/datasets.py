@@ -1,0 +1,196 @@
+"""Reading labelled image sets from disk: the mask contest's layout, a class-per-folder tree, or a CSV of path,label.
+
+    <data_dir>/train/train.csv + train/images/<profile>/mask1..5, incorrect_mask, normal   (mask contest)
+    <data_dir>/train/train.csv with columns path,label (paths under train/ or train/images/)
+    <data_dir>/train/<class>/<image>                                                      (class folders)
+    <data_dir>/eval/info.csv (ImageID) + eval/images/<ImageID>                           (what to predict)
+
+Anything whose name starts with '.' is skipped: the real archive holds AppleDouble files ('._mask1.jpg') and
+.DS_Store beside the images."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import UserError
+from harness.tasks import CLASS_NAMES, TASKS, age_labels, gender_label, mask_label, multi_label
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+# Channel statistics of the mask contest's photos (the origin's), and ImageNet's for other data sets.
+MASK_MEAN_STD = ((0.548, 0.504, 0.479), (0.237, 0.247, 0.246))
+IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+@dataclass
+class TrainSet:
+    """Labelled images. paths are relative to root and double as the ImageID of validation CSVs."""
+
+    root: Path
+    paths: list[str]
+    labels: dict[str, np.ndarray]  # task -> class per image
+    class_names: dict[str, list[str]]
+    groups: np.ndarray  # split unit per image (a person: all of a person's photos fall on one side)
+    group_strata: np.ndarray  # per group, what the split keeps in proportion (gender and age group, or the class)
+    layout: str
+    mean_std: tuple = field(default=IMAGENET_MEAN_STD)
+
+    def task_labels(self, task: str) -> np.ndarray:
+        if task not in self.labels:
+            raise UserError(f"classification {task!r} needs the mask contest's layout (train/train.csv with "
+                            f"gender and age); {self.root.parent} is a {self.layout} data set: use 'multi'")
+        return self.labels[task]
+
+    def num_classes(self, task: str) -> int:
+        return len(self.class_names[task])
+
+
+@dataclass
+class EvalSet:
+    root: Path
+    image_ids: list[str]  # as eval/info.csv lists them; also the paths under root
+
+
+def is_visible_image(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def list_images(folder: Path) -> list[str]:
+    """Image files under folder (recursively), relative to it, sorted; dot files and dot folders skipped."""
+    found = []
+    for current, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        base = Path(current).relative_to(folder)
+        found += [(base / name).as_posix() for name in files if is_visible_image(name)]
+    return sorted(found)
+
+
+def read_table(path: Path, required: set[str], what: str) -> pd.DataFrame:
+    if not path.is_file():
+        raise UserError(f"{path} not found: expected {what}")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UserError(f"{path} is not a readable CSV ({str(error).splitlines()[0]}): expected {what}") from None
+    missing = required - set(table.columns)
+    if missing:
+        raise UserError(f"{path} lacks column(s) {', '.join(sorted(missing))}: expected {what}")
+    return table
+
+
+def load_train(data_dir: str | os.PathLike) -> TrainSet:
+    train_dir = Path(data_dir) / "train"
+    if not train_dir.is_dir():
+        raise UserError(f"{train_dir} not found: expected a data set with train/ (python -m harness.demo_data "
+                        f"writes a demo one)")
+    csv_path = train_dir / "train.csv"
+    if csv_path.is_file():
+        columns = set(pd.read_csv(csv_path, nrows=0).columns)
+        if {"gender", "age", "path"} <= columns:
+            return read_mask_contest(train_dir)
+        if {"path", "label"} <= columns:
+            return read_labels_csv(train_dir)
+        raise UserError(f"{csv_path} has columns {', '.join(sorted(columns))}: expected id,gender,race,age,path "
+                        f"(mask contest) or path,label")
+    return read_class_folders(train_dir)
+
+
+def read_mask_contest(train_dir: Path) -> TrainSet:
+    what = "the mask contest's train.csv (id,gender,race,age,path)"
+    table = read_table(train_dir / "train.csv", {"gender", "age", "path"}, what)
+    duplicated = table["path"][table["path"].duplicated()]
+    if len(duplicated):
+        raise UserError(f"{train_dir / 'train.csv'} lists profile {duplicated.iloc[0]!r} twice")
+    ages = pd.to_numeric(table["age"], errors="coerce")
+    if ages.isna().any():
+        row = int(ages.isna().to_numpy().argmax())
+        raise UserError(f"{train_dir / 'train.csv'} row {row + 2}: age {table['age'][row]!r} is not a number")
+    genders = np.array([gender_label(g) for g in table["gender"]])
+    age_groups = age_labels(ages.to_numpy())
+    images_dir = train_dir / "images"
+    paths, person, masks = [], [], []
+    for index, profile in enumerate(table["path"]):
+        folder = images_dir / profile
+        if not folder.is_dir():
+            raise UserError(f"{folder} not found: train.csv lists profile {profile!r}")
+        files = sorted(name for name in os.listdir(folder) if is_visible_image(name))
+        if not files:
+            raise UserError(f"{folder} holds no images: expected mask1..mask5, incorrect_mask and normal")
+        for name in files:
+            try:
+                masks.append(mask_label(os.path.splitext(name)[0]))
+            except UserError as error:
+                raise UserError(f"{folder / name}: {error}") from None
+            paths.append(f"{profile}/{name}")
+            person.append(index)
+    person = np.array(person, dtype=np.int64)
+    mask = np.array(masks, dtype=np.int64)
+    gender, age = genders[person], age_groups[person]
+    return TrainSet(
+        root=images_dir, paths=paths,
+        labels={"mask": mask, "gender": gender, "age": age, "multi": multi_label(mask, gender, age)},
+        class_names=dict(CLASS_NAMES), groups=person, group_strata=genders * 3 + age_groups,
+        layout="mask contest", mean_std=MASK_MEAN_STD)
+
+
+def _single_label(root: Path, paths: list[str], names: list[str], labels: np.ndarray, layout: str) -> TrainSet:
+    # Each image is its own split unit, stratified by class.
+    return TrainSet(root=root, paths=paths, labels={"multi": labels}, class_names={"multi": names},
+                    groups=np.arange(len(paths)), group_strata=labels, layout=layout)
+
+
+def read_class_folders(train_dir: Path) -> TrainSet:
+    classes = sorted(d.name for d in train_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    paths, labels = [], []
+    for index, name in enumerate(classes):
+        found = list_images(train_dir / name)
+        paths += [f"{name}/{p}" for p in found]
+        labels += [index] * len(found)
+    if len(classes) < 2 or not paths:
+        raise UserError(f"{train_dir} holds {len(classes)} class folder(s) with {len(paths)} images: expected "
+                        f"train/train.csv, or one folder of images per class (at least two)")
+    return _single_label(train_dir, paths, classes, np.array(labels, dtype=np.int64), "class-folder")
+
+
+def read_labels_csv(train_dir: Path) -> TrainSet:
+    """Integer labels are the classes themselves (a submission wants them back); other labels are sorted names."""
+    csv_path = train_dir / "train.csv"
+    table = read_table(csv_path, {"path", "label"}, "a CSV of path,label")
+    if table.empty:
+        raise UserError(f"{csv_path} has no rows")
+    as_int = pd.to_numeric(table["label"], errors="coerce")
+    if as_int.notna().all() and (as_int >= 0).all() and (as_int % 1 == 0).all():
+        labels = as_int.to_numpy(dtype=np.int64)
+        names = [str(i) for i in range(int(labels.max()) + 1)]
+    else:
+        names = sorted(table["label"].unique())
+        labels = np.searchsorted(names, table["label"].to_numpy()).astype(np.int64)
+    if len(names) < 2:
+        raise UserError(f"{csv_path} has a single class {names[0]!r}: expected at least two")
+    first = table["path"].iloc[0]
+    root = train_dir / "images" if (train_dir / "images" / first).is_file() else train_dir
+    missing = [p for p in table["path"] if not (root / p).is_file()]
+    if missing:
+        raise UserError(f"{root / missing[0]} not found ({len(missing)} of the images {csv_path} lists are missing)")
+    return _single_label(root, table["path"].tolist(), names, labels, "path,label CSV")
+
+
+def load_eval(data_dir: str | os.PathLike) -> EvalSet | None:
+    """The images to predict, in eval/info.csv's order; without info.csv, every image of eval/images sorted;
+    None when the data set has no eval/ folder."""
+    eval_dir = Path(data_dir) / "eval"
+    images_dir = eval_dir / "images"
+    info = eval_dir / "info.csv"
+    if info.is_file():
+        ids = read_table(info, {"ImageID"}, "eval/info.csv with an ImageID column")["ImageID"].tolist()
+        missing = [i for i in ids if not (images_dir / i).is_file()]
+        if missing:
+            raise UserError(f"{images_dir / missing[0]} not found ({len(missing)} of the {len(ids)} images "
+                            f"{info} lists are missing)")
+        return EvalSet(images_dir, ids)
+    if images_dir.is_dir():
+        return EvalSet(images_dir, list_images(images_dir))
+    return None

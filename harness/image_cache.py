@@ -1,0 +1,128 @@
+"""A decoded-image cache shared by trials: each image is decoded, cropped and resized once into a uint8 .npy
+array that every later epoch and trial memory-maps.
+
+- Key: the data set's folder, img_size, crop and the preparation code's version name the cache; a fingerprint of
+  every file's (path, size, mtime) completes it, so files added, removed or modified make a new cache (the old
+  one is deleted once the new one exists).
+- Concurrency: builders take an exclusive lock (flock) on the key; a trial that starts meanwhile waits on the lock
+  and then finds the finished cache.
+- Crash safety: the array is written to a temporary file and renamed into place, so a crash leaves no cache that
+  could be read half-written (a stale temporary file is removed by the next builder)."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from torch.utils.data import DataLoader
+
+from harness.images import DecodedImages
+
+log = logging.getLogger(__name__)
+
+# Bump when transforms.prepare changes what it produces: old caches then stop matching.
+PREPARE_VERSION = "crop-resize-area-v1"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nni-harness"
+
+
+def _digest(payload: object) -> str:
+    return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_key(root: Path, img_size: int, crop: float) -> str:
+    return _digest([str(Path(root).resolve()), img_size, crop, PREPARE_VERSION])
+
+
+def fingerprint(root: Path, paths: Sequence[str]) -> str:
+    """Changes when a file is added, removed, reordered, resized or rewritten (mtime)."""
+    entries = []
+    for path in paths:
+        stat = os.stat(Path(root) / path)
+        entries.append((path, stat.st_size, stat.st_mtime_ns))
+    return _digest(entries)
+
+
+def cache_path(cache_dir: Path, root: Path, paths: Sequence[str], img_size: int, crop: float) -> Path:
+    return Path(cache_dir) / f"{cache_key(root, img_size, crop)}-{fingerprint(root, paths)}.npy"
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another trial to finish building the image cache (%s)", path)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _stack(batch: list[np.ndarray]) -> np.ndarray:
+    return np.stack(batch)
+
+
+def build(target: Path, root: Path, paths: Sequence[str], img_size: int, crop: float, num_workers: int) -> None:
+    """Decode every image into `target` (written under a temporary name, renamed when complete)."""
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8,
+                                          shape=(len(paths), img_size, img_size, 3))
+        loader = DataLoader(DecodedImages(root, paths, img_size, crop), batch_size=64,
+                            num_workers=num_workers, collate_fn=_stack)
+        start = 0
+        for batch in loader:
+            array[start:start + len(batch)] = batch
+            start += len(batch)
+        array.flush()
+        del array
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def _remove_stale(target: Path) -> None:
+    """Older caches of the same key (the data set changed since) and temporary files left by a crash."""
+    key = target.name.split("-")[0]
+    for old in target.parent.glob(f"{key}-*.npy"):
+        if old != target:
+            old.unlink(missing_ok=True)
+    for leftover in target.parent.glob(f".{key}-*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
+def cached_images(root: Path, paths: Sequence[str], img_size: int, crop: float, cache_dir: Path | None = None,
+                  num_workers: int = 2) -> np.ndarray | None:
+    """A read-only memory map [N, img_size, img_size, 3] of the prepared images, building it if needed;
+    None when the disk has no room for it (the caller decodes from disk instead)."""
+    cache_dir = Path(cache_dir or default_cache_dir())
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    target = cache_path(cache_dir, root, paths, img_size, crop)
+    if not target.exists():
+        with exclusive_lock(target.with_name(target.name.split("-")[0] + ".lock")):
+            if not target.exists():  # another trial may have built it while this one waited
+                _remove_stale(target)
+                needed = len(paths) * img_size * img_size * 3
+                if shutil.disk_usage(cache_dir).free < needed * 1.1:
+                    log.warning("no room for a %.1f GB image cache in %s: decoding from disk every epoch",
+                                needed / 1e9, cache_dir)
+                    return None
+                log.info("building the image cache %s (%d images, %.2f GB)", target, len(paths), needed / 1e9)
+                build(target, root, paths, img_size, crop, num_workers)
+    return np.load(target, mmap_mode="r")

@@ -1,0 +1,172 @@
+"""One place for a trial's defaults: the argparse flags, NNI's parameters merged over them, and their checks.
+
+Search-space keys are trial.py flags of the same name, so a search space can tune anything a user can type, and a
+trial runs standalone with the same flags."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping, Sequence, get_type_hints
+
+from harness.errors import UserError
+from harness.losses import LOSSES
+from harness.optim import OPTIMIZERS, SCHEDULERS
+from harness.tasks import TASKS
+
+TRUE_WORDS = {"true", "1", "yes", "on"}
+FALSE_WORDS = {"false", "0", "no", "off"}
+
+
+def _flag(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class TrialParams:
+    # The origin's four search-space keys.
+    batch_size: int = _flag(16, "images per training batch")
+    model: str = _flag("ecaresnet50t", "a name of models/ (the search space's models) or any timm model name")
+    criterion: str = _flag("cross_entropy", "loss", tuple(LOSSES))
+    classification: str = _flag(
+        "multi", "task: mask, gender, age, or multi (all 18 classes; the only task of a single-label data set)",
+        tuple(TASKS))
+    # What users tune next.
+    lr: float = _flag(1e-4, "initial learning rate")
+    optimizer: str = _flag("adam", "optimizer (sgd with momentum)", tuple(OPTIMIZERS))
+    scheduler: str = _flag("step", "step: lr/10 every 10 epochs (the origin's); cosine: cosine decay to 0",
+                           tuple(SCHEDULERS))
+    weight_decay: float = _flag(0.0, "weight decay (decoupled for adamw)")
+    momentum: float = _flag(0.9, "momentum for sgd")
+    epochs: int = _flag(20, "training epochs")
+    # Data.
+    data_dir: str = _flag("data/mask", "data set root holding train/ (and eval/ for predictions)")
+    output_dir: str = _flag("nni_experiments", "root of the run folders: <output_dir>/<experiment>/<run>/")
+    img_size: int = _flag(224, "square side the images are resized to")
+    crop: float = _flag(0.8, "central fraction of each side kept before resizing (1 keeps the whole image)")
+    val_ratio: float = _flag(0.2, "share of people (or images, for single-label data) held out; 0: no validation")
+    seed: int = _flag(42, "seed of the split, the initial weights and the augmentations")
+    num_workers: int = _flag(2, "DataLoader worker processes")
+    # Model.
+    pretrained: bool = _flag(True, "start from ImageNet weights")
+    weights: str = _flag("", "local weights file for --pretrained true, for machines that cannot download")
+    # Outputs.
+    dump_threshold: float = _flag(0.9, "dump soft CSVs at epochs whose train accuracy reaches this and whose train "
+                                       "loss is below the last dump's")
+    metric: str = _flag("val_acc", "what NNI's tuner maximises ('default'); train_acc when there is no validation",
+                        ("val_acc", "val_f1"))
+    # Speed.
+    cache: bool = _flag(True, "decode every image once into a shared memory-mapped cache")
+    cache_dir: str = _flag("", "where the decoded-image cache lives; empty: $XDG_CACHE_HOME/nni-harness or "
+                               "~/.cache/nni-harness (shared storage for trials on several machines)")
+    device: str = _flag("auto", "auto uses cuda when present", ("auto", "cuda", "cpu"))
+    amp: str = _flag("auto", "mixed precision on cuda: auto picks bf16 where supported, else fp16 with a grad scaler",
+                     ("auto", "bf16", "fp16", "off"))
+    channels_last: str = _flag("auto", "channels_last memory format: auto turns it on with mixed precision on cuda",
+                               ("auto", "true", "false"))
+    pin_memory: bool = _flag(True, "page-locked batches on cuda, so host-to-GPU copies overlap with compute")
+    cudnn_benchmark: bool = _flag(True, "let cuDNN pick the fastest kernels for the fixed input size")
+    fast_swish: bool = _flag(True, "efficientnet-pytorch models train with the plain (faster, not memory-efficient) "
+                                   "swish")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FLAG_TYPES: dict[str, type] = get_type_hints(TrialParams)
+
+
+def parse_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in TRUE_WORDS | FALSE_WORDS:
+        return value.lower() in TRUE_WORDS
+    raise UserError(f"{name} must be true or false, got {value!r}")
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Check one value against its flag's type; NNI's numbers may arrive as 16.0 for an int (quniform)."""
+    kind = FLAG_TYPES[name]
+    if kind is bool:
+        return parse_bool(value, name)
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+            raise UserError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+        return int(value)
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UserError(f"{name} must be a finite number, got {value!r} ({type(value).__name__})")
+        return float(value)
+    if not isinstance(value, str):
+        raise UserError(f"{name} must be a string, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trial.py",
+        description="Train one image classifier; under NNI the search space's values override these flags.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in fields(TrialParams):
+        kind = FLAG_TYPES[f.name]
+        parse = (lambda text, name=f.name: _parse_bool_flag(text, name)) if kind is bool else kind
+        metavar = "true|false" if kind is bool else None
+        shown = str(f.default).lower() if kind is bool else repr(f.default) if f.default == "" else f.default
+        parser.add_argument(f"--{f.name}", type=parse, default=f.default, choices=f.metadata["choices"],
+                            metavar=metavar, help=f"{f.metadata['help']} (default: {shown})")
+    return parser
+
+
+def _parse_bool_flag(text: str, name: str) -> bool:
+    try:
+        return parse_bool(text, f"--{name}")
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def merge_parameters(flags: Mapping[str, Any], tuned: Mapping[str, Any] | None) -> TrialParams:
+    """The flags, with NNI's choice (if any) over them. An unknown key or a wrong type stops the trial at once."""
+    merged = dict(flags)
+    for key, value in (tuned or {}).items():
+        if key not in FLAG_TYPES:
+            raise UserError(f"search-space key {key!r} is not a trial.py flag: expected one of "
+                            f"{', '.join(sorted(FLAG_TYPES))}")
+        merged[key] = coerce(key, value)
+    params = TrialParams(**merged)
+    check(params)
+    return params
+
+
+def check(params: TrialParams) -> None:
+    """Values a type cannot catch: choices (search-space values skip argparse) and ranges."""
+    for f in fields(TrialParams):
+        choices = f.metadata["choices"]
+        value = getattr(params, f.name)
+        if choices and value not in choices:
+            raise UserError(f"{f.name} must be one of {', '.join(choices)}, got {value!r}")
+    ranges = {
+        "batch_size": (params.batch_size >= 1, "at least 1"),
+        "epochs": (params.epochs >= 1, "at least 1"),
+        "lr": (params.lr > 0, "above 0"),
+        "weight_decay": (params.weight_decay >= 0, "0 or more"),
+        "momentum": (0 <= params.momentum < 1, "in [0, 1)"),
+        "img_size": (params.img_size >= 16, "at least 16"),
+        "crop": (0 < params.crop <= 1, "in (0, 1]"),
+        "val_ratio": (0 <= params.val_ratio < 1, "in [0, 1)"),
+        "num_workers": (params.num_workers >= 0, "0 or more"),
+        "dump_threshold": (0 <= params.dump_threshold <= 1, "in [0, 1]"),
+    }
+    for name, (ok, expected) in ranges.items():
+        if not ok:
+            raise UserError(f"{name} must be {expected}, got {getattr(params, name)!r}")
+    from models import require_known  # imports timm: only once the cheap checks passed
+
+    require_known(params.model)
+    if params.weights and not params.pretrained:
+        raise UserError("--weights is only read with --pretrained true")
+
+
+def parse_params(argv: Sequence[str] | None, tuned: Mapping[str, Any] | None) -> TrialParams:
+    flags = vars(build_parser().parse_args(argv))
+    return merge_parameters(flags, tuned)

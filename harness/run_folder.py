@@ -1,0 +1,60 @@
+"""A trial's run folder: <output_dir>/<experiment id>/<classification>_<model>_<batch_size>_<criterion>_<lr>_<trial id>/
+holding params.json, metrics.jsonl and the soft CSVs. Every file is written whole or not at all."""
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.atomic import write_csv, write_json, write_jsonl
+from harness.dumping import soft_csv_names, soft_frame
+from harness.params import TrialParams
+
+
+def trial_identity() -> tuple[str, str]:
+    """(experiment id, trial id) from NNI; a standalone run gets 'standalone' and a time-stamped trial id."""
+    import nni
+
+    experiment, trial = nni.get_experiment_id(), nni.get_trial_id()
+    if experiment == "STANDALONE":
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        return "standalone", f"{stamp}-{os.getpid()}"
+    return experiment, trial
+
+
+def run_folder_name(params: TrialParams, trial_id: str) -> str:
+    model = params.model.replace("/", "-")  # hub-style timm names must not nest folders
+    return f"{params.classification}_{model}_{params.batch_size}_{params.criterion}_{params.lr:.3g}_{trial_id}"
+
+
+class RunFolder:
+    def __init__(self, output_dir: str | os.PathLike, experiment_id: str, trial_id: str,
+                 params: TrialParams) -> None:
+        self.path = Path(output_dir) / experiment_id / run_folder_name(params, trial_id)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.records: list[dict[str, Any]] = []
+
+    def write_params(self, description: dict[str, Any]) -> None:
+        write_json(description, self.path / "params.json")
+
+    def add_metrics(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        write_jsonl(self.records, self.path / "metrics.jsonl")
+
+    def write_soft_csvs(self, epoch: int, train_accuracy: float, train_loss: float,
+                        eval_ids: list[str] | None, eval_probs: np.ndarray | None,
+                        val_ids: list[str] | None, val_labels: np.ndarray | None,
+                        val_probs: np.ndarray | None) -> list[Path]:
+        """The validation CSV first: an eval CSV on disk always has its validation partner beside it."""
+        eval_name, val_name = soft_csv_names(epoch, train_accuracy, train_loss)
+        written = []
+        if val_probs is not None:
+            write_csv(soft_frame(val_ids, val_probs, val_labels), self.path / val_name)
+            written.append(self.path / val_name)
+        if eval_probs is not None:
+            write_csv(soft_frame(eval_ids, eval_probs), self.path / eval_name)
+            written.append(self.path / eval_name)
+        return written

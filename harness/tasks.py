@@ -1,0 +1,56 @@
+"""Label rules of the mask contest, as pure functions, and the registry of tasks keyed by search-space names.
+
+mask: wear (mask1..mask5) = 0, incorrect = 1, not wear (normal) = 2; gender: male = 0, female = 1;
+age: under 30 = 0, 30 to 59 = 1, 60 and over = 2; multi = mask*6 + gender*3 + age (18 classes).
+(The origin sent 59-year-olds to class 2: a bug, not the contest's rule.)"""
+from __future__ import annotations
+
+import numpy as np
+
+from harness.errors import UserError
+
+# Classes per task on the mask contest. A single-label data set has one task, 'multi', with its own class count.
+TASKS: dict[str, int] = {"mask": 3, "gender": 2, "age": 3, "multi": 18}
+
+MASK_STEMS: dict[str, int] = {**{f"mask{i}": 0 for i in range(1, 6)}, "incorrect_mask": 1, "normal": 2}
+GENDERS: dict[str, int] = {"male": 0, "female": 1}
+CLASS_NAMES: dict[str, list[str]] = {
+    "mask": ["wear", "incorrect", "not wear"],
+    "gender": ["male", "female"],
+    "age": ["<30", "30-59", ">=60"],
+}
+CLASS_NAMES["multi"] = [f"{m}/{g}/{a}" for m in CLASS_NAMES["mask"] for g in CLASS_NAMES["gender"]
+                        for a in CLASS_NAMES["age"]]
+
+
+def mask_label(stem: str) -> int:
+    """'mask3' -> 0, 'incorrect_mask' -> 1, 'normal' -> 2 (the file name without its extension)."""
+    try:
+        return MASK_STEMS[stem]
+    except KeyError:
+        raise UserError(f"image name {stem!r} is not a mask state: expected one of "
+                        f"{', '.join(MASK_STEMS)}") from None
+
+
+def gender_label(gender: str) -> int:
+    try:
+        return GENDERS[gender.strip().lower()]
+    except (KeyError, AttributeError):
+        raise UserError(f"gender {gender!r} is not male or female") from None
+
+
+def age_label(age: int) -> int:
+    return 0 if age < 30 else 1 if age < 60 else 2
+
+
+def age_labels(ages: np.ndarray) -> np.ndarray:
+    return np.digitize(ages, [30, 60]).astype(np.int64)
+
+
+def multi_label(mask: np.ndarray | int, gender: np.ndarray | int, age: np.ndarray | int) -> np.ndarray | int:
+    return mask * 6 + gender * 3 + age
+
+
+def split_multi(multi: np.ndarray | int) -> tuple:
+    """The inverse of multi_label: (mask, gender, age)."""
+    return multi // 6, (multi // 3) % 2, multi % 3

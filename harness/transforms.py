@@ -1,0 +1,79 @@
+"""Image preparation in three stages, so that the costly part can be done once and cached:
+
+1. prepare (deterministic): decode, central crop, resize to img_size x img_size -> uint8 HWC. Cacheable.
+2. augment (random, training only): albumentations flip, colour jitter, small rotation on the small uint8 image.
+3. normalise (whole batches, on the GPU when there is one): uint8 [B, H, W, C] -> float [B, C, H, W]."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over the network at import
+
+import albumentations as A  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from harness.errors import UserError  # noqa: E402
+
+
+def decode(path: str | os.PathLike) -> np.ndarray:
+    """RGB uint8 HxWx3 (grey and RGBA images become RGB)."""
+    image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UserError(f"{path} cannot be decoded as an image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def center_crop(image: np.ndarray, fraction: float) -> np.ndarray:
+    """The central fraction of each side (faces sit in the middle of the contest's portraits)."""
+    if fraction >= 1:
+        return image
+    height, width = image.shape[:2]
+    crop_h, crop_w = max(1, round(height * fraction)), max(1, round(width * fraction))
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    return image[top:top + crop_h, left:left + crop_w]
+
+
+def prepare(image: np.ndarray, img_size: int, crop: float) -> np.ndarray:
+    cropped = center_crop(image, crop)
+    # INTER_AREA averages the pixels a shrink drops (a 384x512 photo becomes 224 px) instead of aliasing them.
+    resized = cv2.resize(cropped, (img_size, img_size), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(resized)
+
+
+def load_prepared(path: str | os.PathLike, img_size: int, crop: float) -> np.ndarray:
+    return prepare(decode(path), img_size, crop)
+
+
+def train_augment(seed: int | None = None) -> A.Compose:
+    return A.Compose([
+        A.HorizontalFlip(p=0.5),
+        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.8),
+        A.Rotate(limit=10, border_mode=cv2.BORDER_REFLECT_101, p=0.5),
+    ], seed=seed)
+
+
+def eval_augment(seed: int | None = None) -> None:
+    """Evaluation is deterministic: the prepared image as it is."""
+    return None
+
+
+class Normalizer:
+    """uint8 [B, H, W, C] batch -> normalised float [B, C, H, W] on `device`, in one fused pass per batch.
+
+    The permute leaves the memory in channels_last order, which is what convolutions want under mixed precision;
+    otherwise the batch is made contiguous in the usual NCHW order."""
+
+    def __init__(self, mean: tuple, std: tuple, device: torch.device, channels_last: bool = False) -> None:
+        scale = torch.tensor(std, dtype=torch.float32) * 255
+        self.shift = (torch.tensor(mean, dtype=torch.float32) * 255).view(1, 3, 1, 1).to(device)
+        self.inverse_scale = (1 / scale).view(1, 3, 1, 1).to(device)
+        self.device = device
+        self.channels_last = channels_last
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        batch = (batch - self.shift) * self.inverse_scale
+        memory = torch.channels_last if self.channels_last else torch.contiguous_format
+        return batch.contiguous(memory_format=memory)

@@ -1,0 +1,110 @@
+import shutil
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.datasets import load_eval, load_train
+from harness.errors import UserError
+from harness.tasks import MASK_STEMS
+
+
+def copy_of(demo_dir, tmp_path):
+    return shutil.copytree(demo_dir, tmp_path / "data")
+
+
+def test_contest_layout_reads_every_photo_and_skips_dot_files(demo_dir):
+    data = load_train(demo_dir)
+    assert data.layout == "mask contest"
+    assert len(data.paths) == 24 * 7
+    assert not any(part.startswith(".") for path in data.paths for part in path.split("/"))
+    assert {p.rsplit(".", 1)[1] for p in data.paths} >= {"jpg", "png"}  # mixed extensions are read
+    assert len(set(data.groups)) == 24
+
+
+def test_labels_come_from_the_file_and_folder_names(demo_dir):
+    data = load_train(demo_dir)
+    table = pd.read_csv(demo_dir / "train" / "train.csv", dtype=str)
+    by_profile = table.set_index("path")
+    for index, path in enumerate(data.paths):
+        profile, name = path.split("/")
+        row = by_profile.loc[profile]
+        age = int(row["age"])
+        assert data.labels["mask"][index] == MASK_STEMS[name.rsplit(".", 1)[0]]
+        assert data.labels["gender"][index] == (row["gender"] == "female")
+        assert data.labels["age"][index] == (0 if age < 30 else 1 if age < 60 else 2)
+        assert data.labels["multi"][index] == (data.labels["mask"][index] * 6 + data.labels["gender"][index] * 3
+                                               + data.labels["age"][index])
+    ages = dict(zip(data.paths, data.labels["age"]))
+    assert ages[[p for p in data.paths if p.split("/")[0].endswith("_59")][0]] == 1
+    assert ages[[p for p in data.paths if p.split("/")[0].endswith("_60")][0]] == 2
+
+
+def test_eval_set_follows_info_csv_order(demo_dir):
+    evaluation = load_eval(demo_dir)
+    assert evaluation.image_ids == pd.read_csv(demo_dir / "eval" / "info.csv")["ImageID"].tolist()
+
+
+def test_class_folder_tree(tmp_path):
+    for label, count in (("cat", 3), ("dog", 2), ("eel", 4)):
+        (tmp_path / "train" / label).mkdir(parents=True)
+        for i in range(count):
+            cv2.imwrite(str(tmp_path / "train" / label / f"{i}.png"), np.zeros((8, 8, 3), np.uint8))
+        (tmp_path / "train" / label / "._0.png").write_bytes(b"junk")
+    (tmp_path / "train" / ".DS_Store").write_bytes(b"junk")
+    data = load_train(tmp_path)
+    assert data.class_names["multi"] == ["cat", "dog", "eel"]
+    assert data.labels["multi"].tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 2]
+    assert data.paths[0] == "cat/0.png"
+    with pytest.raises(UserError, match="classification 'mask' needs the mask contest's layout"):
+        data.task_labels("mask")
+    assert load_eval(tmp_path) is None
+
+
+@pytest.mark.parametrize("labels, names, encoded", [
+    (["b", "a", "c", "a"], ["a", "b", "c"], [1, 0, 2, 0]),
+    ([2, 0, 1, 3], ["0", "1", "2", "3"], [2, 0, 1, 3]),  # integer labels are the classes themselves
+])
+def test_path_label_csv(tmp_path, labels, names, encoded):
+    (tmp_path / "train" / "images").mkdir(parents=True)
+    paths = [f"img{i}.jpg" for i in range(len(labels))]
+    for path in paths:
+        cv2.imwrite(str(tmp_path / "train" / "images" / path), np.zeros((8, 8, 3), np.uint8))
+    pd.DataFrame({"path": paths, "label": labels}).to_csv(tmp_path / "train" / "train.csv", index=False)
+    data = load_train(tmp_path)
+    assert data.class_names["multi"] == names
+    assert data.labels["multi"].tolist() == encoded
+    assert data.root == tmp_path / "train" / "images"
+
+
+def break_csv(data, column, value):
+    table = pd.read_csv(data / "train" / "train.csv", dtype=str)
+    table.loc[2, column] = value
+    table.to_csv(data / "train" / "train.csv", index=False)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "train" / "train.csv").unlink(), "class folder"),
+    (lambda d: shutil.rmtree(d / "train"), "train not found"),
+    (lambda d: break_csv(d, "gender", "unknown"), "gender 'unknown' is not male or female"),
+    (lambda d: break_csv(d, "age", "old"), "row 4: age 'old' is not a number"),
+    (lambda d: break_csv(d, "path", "999999_male_Asian_20"), "999999_male_Asian_20 not found"),
+    (lambda d: (d / "train" / "train.csv").write_text("id,who\n1,x\n"), "expected id,gender,race,age,path"),
+    (lambda d: next((d / "train" / "images").glob("000002*")).joinpath("selfie.jpg").write_bytes(b"x"),
+     "'selfie' is not a mask state"),
+])
+def test_broken_data_sets_fail_with_one_clear_line(demo_dir, tmp_path, damage, message):
+    data = copy_of(demo_dir, tmp_path)
+    damage(data)
+    with pytest.raises(UserError) as caught:
+        load_train(data)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_eval_image_missing_is_named(demo_dir, tmp_path):
+    data = copy_of(demo_dir, tmp_path)
+    first = pd.read_csv(data / "eval" / "info.csv")["ImageID"][0]
+    (data / "eval" / "images" / first).unlink()
+    with pytest.raises(UserError, match=f"{first} not found \\(1 of the 40 images"):
+        load_eval(data)

@@ -1,0 +1,132 @@
+"""The decoded-image cache is correct (same pixels as decoding), notices changed data, and survives races/crashes."""
+import multiprocessing
+import os
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from harness import image_cache
+from harness.datasets import list_images
+from harness.image_cache import cached_images
+from harness.images import DecodedImages
+from harness.transforms import load_prepared
+
+
+@pytest.fixture
+def images(demo_dir, tmp_path):
+    root = shutil.copytree(demo_dir / "eval" / "images", tmp_path / "images")
+    return root, list_images(root)
+
+
+def test_cached_pixels_equal_freshly_decoded_ones(images, tmp_path):
+    root, paths = images
+    cache = cached_images(root, paths, 40, 0.8, tmp_path / "cache", num_workers=2)
+    assert cache.shape == (len(paths), 40, 40, 3) and cache.dtype == np.uint8
+    for index, path in enumerate(paths):
+        assert np.array_equal(cache[index], load_prepared(root / path, 40, 0.8))
+
+
+def test_a_second_call_reuses_the_cache(images, tmp_path, monkeypatch):
+    root, paths = images
+    cached_images(root, paths, 32, 0.8, tmp_path / "cache")
+    monkeypatch.setattr(image_cache, "build", lambda *a, **k: pytest.fail("rebuilt an up-to-date cache"))
+    assert cached_images(root, paths, 32, 0.8, tmp_path / "cache").shape[0] == len(paths)
+
+
+def only_caches(folder):
+    return sorted(p.name for p in folder.iterdir() if p.suffix == ".npy" or p.name.endswith(".tmp"))
+
+
+@pytest.mark.parametrize("change", ["modified", "added", "removed"])
+def test_a_changed_data_set_rebuilds_the_cache(images, tmp_path, change):
+    root, paths = images
+    cache_dir = tmp_path / "cache"
+    before = cached_images(root, paths, 32, 0.8, cache_dir)
+    old_files = only_caches(cache_dir)
+    if change == "modified":
+        image = cv2.imread(str(root / paths[0]))
+        cv2.imwrite(str(root / paths[0]), 255 - image)
+        stat = os.stat(root / paths[0])
+        os.utime(root / paths[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    elif change == "added":
+        shutil.copy(root / paths[0], root / "zz_new.jpg")
+    else:
+        (root / paths[-1]).unlink()
+    paths = list_images(root)
+    after = cached_images(root, paths, 32, 0.8, cache_dir)
+    assert only_caches(cache_dir) != old_files and len(only_caches(cache_dir)) == 1  # the stale one is gone
+    assert after.shape[0] == len(paths)
+    assert np.array_equal(after[0], load_prepared(root / paths[0], 32, 0.8))
+    if change == "modified":
+        assert not np.array_equal(after[0], before[0])
+
+
+def build_in_child(root, paths, cache_dir, queue):
+    array = cached_images(root, paths, 24, 0.8, cache_dir, num_workers=0)
+    queue.put(np.asarray(array).sum(dtype=np.int64))
+
+
+def test_two_builders_at_once_end_with_one_valid_cache(images, tmp_path, monkeypatch):
+    """The second trial waits for the first one's cache instead of decoding everything again."""
+    root, paths = images
+    cache_dir = tmp_path / "cache"
+    builds = tmp_path / "builds.log"
+    real_build = image_cache.build
+
+    def counted_build(*args, **kwargs):
+        with open(builds, "a") as log:
+            log.write(f"{os.getpid()}\n")
+        real_build(*args, **kwargs)
+
+    monkeypatch.setattr(image_cache, "build", counted_build)  # inherited by the forked builders
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    builders = [context.Process(target=build_in_child, args=(root, paths, cache_dir, queue)) for _ in range(2)]
+    for builder in builders:
+        builder.start()
+    for builder in builders:
+        builder.join(timeout=120)
+        assert builder.exitcode == 0
+    sums = [queue.get(timeout=5) for _ in builders]
+    expected = np.stack([load_prepared(root / p, 24, 0.8) for p in paths]).sum(dtype=np.int64)
+    assert sums == [expected, expected]
+    assert len(builds.read_text().split()) == 1
+    assert len(only_caches(cache_dir)) == 1 and not any(p.endswith(".tmp") for p in only_caches(cache_dir))
+
+
+def test_a_crash_while_building_leaves_no_cache(images, tmp_path, monkeypatch):
+    root, paths = images
+    cache_dir = tmp_path / "cache"
+    original = DecodedImages.__getitem__
+
+    def fail_midway(self, index):
+        if index == len(paths) // 2:
+            raise RuntimeError("power cut")
+        return original(self, index)
+
+    monkeypatch.setattr(DecodedImages, "__getitem__", fail_midway)
+    with pytest.raises(RuntimeError, match="power cut"):
+        cached_images(root, paths, 32, 0.8, cache_dir, num_workers=0)
+    assert only_caches(cache_dir) == []
+    monkeypatch.setattr(DecodedImages, "__getitem__", original)
+    assert cached_images(root, paths, 32, 0.8, cache_dir).shape[0] == len(paths)
+
+
+def test_a_killed_builders_leftover_is_never_read_and_is_cleaned(images, tmp_path):
+    root, paths = images
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    target = image_cache.cache_path(cache_dir, root, paths, 32, 0.8)
+    leftover = target.with_name(f".{target.name}.99999.tmp")
+    leftover.write_bytes(b"half a cache")
+    cache = cached_images(root, paths, 32, 0.8, cache_dir)
+    assert np.array_equal(cache[1], load_prepared(root / paths[1], 32, 0.8))
+    assert not leftover.exists()
+
+
+def test_no_room_falls_back_to_decoding(images, tmp_path, monkeypatch):
+    root, paths = images
+    monkeypatch.setattr(image_cache.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 0))
+    assert cached_images(root, paths, 32, 0.8, tmp_path / "cache") is None

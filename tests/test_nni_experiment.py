@@ -1,0 +1,77 @@
+"""A real NNI experiment: nnictl create with the CPU demo config, followed through NNI's REST API."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from harness.experiment import NniRest, free_port, load_config, start, stop, wait, with_overrides
+from trial_checks import check_run_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+EPOCHS = 2
+
+
+def test_with_overrides_makes_paths_absolute_and_appends_trial_flags(tmp_path):
+    config = {"searchSpaceFile": "space.json", "trialCodeDirectory": ".", "trialCommand": "python trial.py --x 1",
+              "experimentWorkingDirectory": "runs", "assessor": {"name": "Medianstop"}, "maxTrialNumber": 50}
+    result = with_overrides(config, tmp_path, trial_args=["--epochs", "2", "--data_dir", "my data"], max_trials=3,
+                            drop_assessor=True)
+    assert result["searchSpaceFile"] == str(tmp_path / "space.json")
+    assert result["trialCodeDirectory"] == str(tmp_path)
+    assert result["trialCommand"] == (f"python trial.py --x 1 --output_dir {tmp_path / 'runs'} --epochs 2 "
+                                      f"--data_dir 'my data'")
+    assert result["maxTrialNumber"] == 3 and "assessor" not in result
+    assert config["maxTrialNumber"] == 50  # the original is left alone
+
+
+@pytest.mark.parametrize("name", ["config.yml", "config.demo.yml"])
+def test_shipped_configs_are_valid_nni_configs(name):
+    from nni.experiment.config import ExperimentConfig
+
+    config = load_config(ROOT / name)
+    checked = ExperimentConfig(**with_overrides(config, ROOT))
+    checked.validate()
+    assert config["tuner"]["classArgs"]["optimize_mode"] == "maximize"
+    if name == "config.yml":
+        assert config["trialGpuNumber"] == 1 and config["trainingService"]["useActiveGpu"] is True
+        assert config["assessor"]["name"] == "Medianstop"
+    else:
+        assert "trialGpuNumber" not in config  # a CPU machine has no NVML
+
+
+def test_nnictl_runs_the_cpu_demo_experiment_to_the_end(demo_dir, tmp_path):
+    config = with_overrides(
+        load_config(ROOT / "config.demo.yml"), ROOT, working_dir=tmp_path / "experiments", max_trials=2,
+        trial_args=["--data_dir", str(demo_dir), "--epochs", str(EPOCHS), "--img_size", "32", "--num_workers", "0",
+                    "--dump_threshold", "0"])
+    config_path = tmp_path / "config.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    experiment_id = start(config_path, port)
+    try:
+        rest = NniRest(port)
+        assert wait(rest, timeout=900, echo=lambda line: None) == "DONE"
+        trials, metrics = rest.trials(), rest.metrics()
+    finally:
+        stop(experiment_id)
+
+    assert len(trials) == 2
+    assert [t["status"] for t in trials] == ["SUCCEEDED", "SUCCEEDED"]
+    for trial in trials:
+        mine = [m for m in metrics if m["trialJobId"] == trial["trialJobId"]]
+        periodical = [json.loads(json.loads(m["data"])) for m in mine if m["type"] == "PERIODICAL"]
+        final = [json.loads(json.loads(m["data"])) for m in mine if m["type"] == "FINAL"]
+        assert len(periodical) == EPOCHS and len(final) == 1
+        assert all({"default", "train_loss", "val_acc", "val_f1"} <= set(p) for p in periodical)
+        assert final[0]["default"] == max(p["default"] for p in periodical)
+
+        run = next((tmp_path / "experiments" / experiment_id).glob(f"*_{trial['trialJobId']}"))
+        params = check_run_folder(run, demo_dir, epochs=EPOCHS)
+        tuned = json.loads(trial["hyperParameters"][0])["parameters"]
+        assert {k: params[k] for k in tuned} == pytest.approx(tuned)
+        assert params["experiment_id"] == experiment_id
+        submissions = list(run.glob("submission*_soft.csv"))
+        assert submissions, "dump threshold 0: the first epoch dumps"
+        assert pd.read_csv(submissions[0]).shape[1] == 1 + params["num_classes"]

@@ -1,0 +1,106 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.errors import UserError
+from harness.losses import LOSSES
+from harness.optim import OPTIMIZERS
+from harness.params import FLAG_TYPES, TrialParams, build_parser, merge_parameters, parse_params
+from harness.tasks import TASKS
+from models import is_known
+
+ROOT = Path(__file__).resolve().parents[1]
+SEARCH_SPACES = sorted(ROOT.glob("search_space*.json"))
+# Where each search-space key's values must resolve.
+RESOLVERS = {"model": is_known, "criterion": LOSSES.__contains__, "classification": TASKS.__contains__,
+             "optimizer": OPTIMIZERS.__contains__}
+
+
+def choices(space_file: Path):
+    space = json.loads(space_file.read_text())
+    for key, spec in space.items():
+        if spec["_type"] == "choice":
+            for value in spec["_value"]:
+                yield key, value
+
+
+@pytest.mark.parametrize("space_file", SEARCH_SPACES, ids=lambda p: p.name)
+def test_every_search_space_key_is_a_flag(space_file):
+    space = json.loads(space_file.read_text())
+    assert {"batch_size", "model", "criterion", "classification"} <= set(space)
+    assert set(space) <= set(FLAG_TYPES)
+
+
+@pytest.mark.parametrize("space_file, key, value",
+                         [(f, k, v) for f in SEARCH_SPACES for k, v in choices(f)],
+                         ids=lambda x: x.name if isinstance(x, Path) else str(x))
+def test_every_search_space_value_resolves_and_merges(space_file, key, value):
+    if key in RESOLVERS:
+        assert RESOLVERS[key](value), f"{key}={value!r} resolves to nothing"
+    merged = parse_params([], {key: value})
+    assert getattr(merged, key) == value
+
+
+def test_the_origin_search_space_is_kept():
+    space = json.loads((ROOT / "search_space.json").read_text())
+    assert space["batch_size"]["_value"] == [8, 16, 32]
+    assert set(space["model"]["_value"]) == {"Efficientnet_b6", "Efficientnet_b4", "ecaresnet50t", "seresnet152d",
+                                             "dm_nfnet_f0"}
+    assert set(space["criterion"]["_value"]) == {"focal", "label_smoothing", "cross_entropy", "f1"}
+    assert set(space["classification"]["_value"]) == {"mask", "gender", "age", "multi"}
+    assert space["lr"]["_type"] == "loguniform"
+
+
+def test_nni_values_override_flags():
+    params = parse_params(["--batch_size", "8", "--lr", "0.1", "--epochs", "3"], {"batch_size": 32, "lr": 0.002})
+    assert (params.batch_size, params.lr, params.epochs) == (32, 0.002, 3)
+
+
+def test_standalone_without_nni_uses_the_flags():
+    params = parse_params(["--model", "ecaresnet50t", "--pretrained", "false"], None)
+    assert params.model == "ecaresnet50t" and params.pretrained is False
+    assert params.dump_threshold == 0.9
+
+
+def test_integral_floats_from_quniform_become_ints():
+    assert parse_params([], {"batch_size": 16.0}).batch_size == 16
+
+
+@pytest.mark.parametrize("tuned, message", [
+    ({"learning_rate": 0.1}, "search-space key 'learning_rate' is not a trial.py flag"),
+    ({"batch_size": "16"}, "batch_size must be an integer, got '16' (str)"),
+    ({"batch_size": 16.5}, "batch_size must be an integer, got 16.5"),
+    ({"lr": "fast"}, "lr must be a finite number"),
+    ({"lr": float("nan")}, "lr must be a finite number"),
+    ({"model": 3}, "model must be a string"),
+    ({"model": "resnet9000"}, "unknown model 'resnet9000'"),
+    ({"criterion": "mse"}, "criterion must be one of"),
+    ({"classification": "race"}, "classification must be one of"),
+    ({"optimizer": "lion"}, "optimizer must be one of"),
+    ({"batch_size": 0}, "batch_size must be at least 1"),
+    ({"val_ratio": 1.0}, "val_ratio must be in [0, 1)"),
+    ({"pretrained": "maybe"}, "pretrained must be true or false"),
+])
+def test_bad_parameters_fail_with_one_clear_line(tuned, message):
+    with pytest.raises(UserError) as caught:
+        parse_params([], tuned)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("text, expected", [("true", True), ("False", False), ("1", True), ("no", False)])
+def test_bool_flags(text, expected):
+    assert parse_params(["--pretrained", text, "--cache", text], None).pretrained is expected
+
+
+def test_bad_flag_values_stop_argparse(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--pretrained", "perhaps"])
+    assert "pretrained must be true or false" in capsys.readouterr().err
+
+
+def test_defaults_live_in_one_place():
+    parser_defaults = vars(build_parser().parse_args([]))
+    assert parser_defaults == TrialParams().to_dict()
+    assert merge_parameters(parser_defaults, {}) == TrialParams()

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from harness.errors import UserError
+from harness.tasks import (CLASS_NAMES, TASKS, age_label, age_labels, gender_label, mask_label, multi_label,
+                           split_multi)
+
+
+@pytest.mark.parametrize("age, expected", [(18, 0), (29, 0), (30, 1), (45, 1), (59, 1), (60, 2), (75, 2)])
+def test_age_groups_follow_the_contest_rule(age, expected):
+    assert age_label(age) == expected
+    assert age_labels(np.array([age]))[0] == expected
+
+
+@pytest.mark.parametrize("stem, expected", [("mask1", 0), ("mask5", 0), ("incorrect_mask", 1), ("normal", 2)])
+def test_mask_states(stem, expected):
+    assert mask_label(stem) == expected
+
+
+def test_unknown_mask_name_is_a_clear_error():
+    with pytest.raises(UserError, match="'mask6' is not a mask state"):
+        mask_label("mask6")
+
+
+@pytest.mark.parametrize("text, expected", [("male", 0), ("female", 1), ("Female", 1), (" male ", 0)])
+def test_gender(text, expected):
+    assert gender_label(text) == expected
+
+
+def test_unknown_gender_is_a_clear_error():
+    with pytest.raises(UserError, match="'other' is not male or female"):
+        gender_label("other")
+
+
+def test_multi_label_is_mask_times_six_plus_gender_times_three_plus_age():
+    assert multi_label(0, 0, 0) == 0
+    assert multi_label(1, 1, 2) == 6 + 3 + 2
+    assert multi_label(2, 1, 2) == 17
+    masks, genders, ages = np.meshgrid(range(3), range(2), range(3), indexing="ij")
+    labels = multi_label(masks.ravel(), genders.ravel(), ages.ravel())
+    assert sorted(labels) == list(range(18))
+    back = split_multi(labels)
+    assert all((b == x.ravel()).all() for b, x in zip(back, (masks, genders, ages)))
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_names_each_class(task):
+    assert len(CLASS_NAMES[task]) == TASKS[task]

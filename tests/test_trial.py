@@ -1,0 +1,118 @@
+"""trial.py run standalone, end to end, on data sets it has never seen."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.datasets import load_train
+from harness.split import split_indices
+from trial_checks import check_run_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--model", "resnet10t", "--pretrained", "false", "--img_size", "32", "--batch_size", "8",
+        "--lr", "0.003", "--num_workers", "0"]
+
+
+def run_trial(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, str(ROOT / "trial.py"), *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+def only_run(output: Path) -> Path:
+    runs = [p for p in (output / "standalone").iterdir()]
+    assert len(runs) == 1
+    return runs[0]
+
+
+@pytest.mark.parametrize("task, classes", [("multi", 18), ("gender", 2)])
+def test_standalone_trial_writes_its_whole_run_folder(demo_dir, tmp_path, task, classes):
+    output = tmp_path / "runs"
+    done = run_trial("--data_dir", str(demo_dir), "--output_dir", str(output), "--epochs", "2",
+                     "--classification", task, "--dump_threshold", "0", *FAST)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = only_run(output)
+    params = check_run_folder(run, demo_dir, epochs=2)
+    assert params["num_classes"] == classes and params["experiment_id"] == "standalone"
+    assert params["nni_parameters"] == {}
+    assert list(run.glob("submission1_*_soft.csv")), "threshold 0: the first epoch always dumps"
+    # validation holds whole people, the same ones whatever the task
+    data = load_train(demo_dir)
+    _, val_idx = split_indices(data.groups, data.group_strata, 0.2, 42)
+    valid = pd.read_csv(next(run.glob("valid1_*_soft.csv")))
+    assert sorted(valid["ImageID"]) == sorted(data.paths[i] for i in val_idx)
+
+
+def test_no_dump_below_the_threshold(demo_dir, tmp_path):
+    done = run_trial("--data_dir", str(demo_dir), "--output_dir", str(tmp_path), "--epochs", "1",
+                     "--dump_threshold", "1.0", *FAST)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = only_run(tmp_path)
+    record = json.loads((run / "metrics.jsonl").read_text())
+    assert record["train_acc"] < 1.0 and record["dumped"] is False
+    assert not list(run.glob("*.csv"))
+
+
+def test_single_label_folder_tree_without_validation(tmp_path):
+    """A plain contest: one folder per class, no eval/info.csv (every eval image, sorted), no validation split."""
+    rng = np.random.default_rng(0)
+    for label, colour in (("red", (0, 0, 255)), ("green", (0, 255, 0)), ("blue", (255, 0, 0))):
+        (tmp_path / "data" / "train" / label).mkdir(parents=True)
+        for i in range(6):
+            image = np.clip(np.array(colour) + rng.integers(-30, 30, (24, 24, 3)), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(tmp_path / "data" / "train" / label / f"{i}.jpg"), image)
+    (tmp_path / "data" / "eval" / "images").mkdir(parents=True)
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / "data" / "eval" / "images" / f"e{i}.png"), np.zeros((24, 24, 3), np.uint8))
+    done = run_trial("--data_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "runs"), "--epochs", "1",
+                     "--val_ratio", "0", "--dump_threshold", "0", *FAST)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = only_run(tmp_path / "runs")
+    params = json.loads((run / "params.json").read_text())
+    assert params["num_classes"] == 3 and params["class_names"] == ["blue", "green", "red"]
+    submission = pd.read_csv(next(run.glob("submission1_*_soft.csv")))
+    assert submission["ImageID"].tolist() == ["e0.png", "e1.png", "e2.png", "e3.png"]
+    assert list(submission.columns) == ["ImageID", "0", "1", "2"]
+    assert not list(run.glob("valid*.csv"))
+    record = json.loads((run / "metrics.jsonl").read_text())
+    assert record["val_acc"] is None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--classification", "race"], "argument --classification: invalid choice: 'race'"),
+    (["--batch_size", "big"], "argument --batch_size: invalid int value: 'big'"),
+    (["--data_dir", "/nonexistent/data"], "/nonexistent/data/train not found"),
+    (["--model", "resnet9000"], "unknown model 'resnet9000'"),
+    (["--lr", "-1"], "lr must be above 0, got -1.0"),
+])
+def test_bad_flags_fail_at_once_with_one_line(demo_dir, tmp_path, args, message):
+    done = run_trial("--data_dir", str(demo_dir), "--output_dir", str(tmp_path), *args)
+    assert done.returncode == 2
+    assert message in done.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in done.stderr
+
+
+def test_a_task_the_data_set_cannot_give_is_refused(tmp_path):
+    for label in ("a", "b"):
+        (tmp_path / "train" / label).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "train" / label / "x.png"), np.zeros((8, 8, 3), np.uint8))
+    done = run_trial("--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "runs"), "--classification", "age",
+                     *FAST)
+    assert done.returncode == 2
+    assert "classification 'age' needs the mask contest's layout" in done.stderr
+
+
+def test_nni_parameters_are_checked_before_any_work(demo_dir, tmp_path, monkeypatch):
+    import nni
+
+    import trial
+    from harness.errors import UserError
+
+    monkeypatch.setattr(nni, "get_next_parameter", lambda: {"batch_size": 16, "dropout": 0.5})
+    with pytest.raises(UserError, match="search-space key 'dropout' is not a trial.py flag"):
+        trial.main(["--data_dir", str(demo_dir), "--output_dir", str(tmp_path)])
+    assert not (tmp_path / "standalone").exists()

@@ -1,0 +1,54 @@
+"""Checks of a trial's run folder shared by the standalone and the NNI tests: every file and its contents."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.datasets import load_train
+
+METRIC_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds",
+               "train_images_per_s", "dumped"}
+
+
+def check_run_folder(run: Path, data_dir: Path, epochs: int) -> dict:
+    """Returns params.json after checking metrics.jsonl and every soft CSV against the data set."""
+    params = json.loads((run / "params.json").read_text())
+    task, classes = params["classification"], params["num_classes"]
+    assert re.fullmatch(rf"{task}_{re.escape(params['model'])}_{params['batch_size']}_{params['criterion']}_"
+                        rf"{params['lr']:.3g}_{params['trial_id']}", run.name)
+    assert Path(params["data_dir"]) == data_dir.resolve()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == list(range(1, epochs + 1))
+    assert all(set(r) == METRIC_KEYS for r in records)
+    assert all(r["seconds"] > 0 and r["train_images_per_s"] > 0 for r in records)
+
+    train = load_train(data_dir)
+    true_label = dict(zip(train.paths, train.labels[task]))
+    eval_ids = pd.read_csv(data_dir / "eval" / "info.csv")["ImageID"].tolist()
+    dumped = [r for r in records if r["dumped"]]
+    expected = set()
+    for record in dumped:
+        tail = f"{record['epoch']}_{record['train_acc']:.4f}_{record['train_loss']:.4f}_soft.csv"
+        expected |= {f"submission{tail}", f"valid{tail}"}
+        submission = pd.read_csv(run / f"submission{tail}")
+        assert list(submission.columns) == ["ImageID"] + [str(k) for k in range(classes)]
+        assert submission["ImageID"].tolist() == eval_ids
+        check_probabilities(submission.iloc[:, 1:].to_numpy())
+        valid = pd.read_csv(run / f"valid{tail}")
+        assert list(valid.columns) == ["ImageID", "label"] + [str(k) for k in range(classes)]
+        assert valid["label"].tolist() == [true_label[i] for i in valid["ImageID"]]
+        check_probabilities(valid.iloc[:, 2:].to_numpy())
+        accuracy = (valid.iloc[:, 2:].to_numpy().argmax(1) == valid["label"].to_numpy()).mean()
+        assert np.isclose(accuracy, record["val_acc"])
+    assert {p.name for p in run.glob("*.csv")} == expected
+    assert not [p for p in run.iterdir() if p.name.startswith(".")], "a temporary file was left behind"
+    return params
+
+
+def check_probabilities(probs: np.ndarray) -> None:
+    assert (probs >= 0).all() and (probs <= 1).all()
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
