@@ -14,6 +14,7 @@ from pathlib import Path
 import nni
 import torch
 
+from harness.allocator import keep_freed_memory
 from harness.datasets import load_eval, load_train
 from harness.dumping import should_dump
 from harness.errors import run_cli
@@ -23,7 +24,7 @@ from harness.optim import create_optimizer, create_scheduler
 from harness.params import parse_params
 from harness.reporting import best_record, default_key, epoch_record, nni_metric
 from harness.run_folder import RunFolder, trial_identity
-from harness.training import (predict, resolve_device, resolve_precision, seed_everything, train_one_epoch)
+from harness.training import predict, resolve_device, resolve_precision, seed_everything, train_one_epoch
 from harness.transforms import Normalizer
 from models import create_model, set_fast_swish
 
@@ -49,29 +50,34 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore", message=".*without runtime.*")
         received = nni.get_next_parameter() or {}
     params = parse_params(argv, received)
-    experiment_id, trial_id = trial_identity()
-    run = RunFolder(params.output_dir, experiment_id, trial_id, params)
-    log.info("run folder %s", run.path)
+    seed_everything(params.seed)  # before the model: its initial weights follow the seed
 
+    # Everything that can fail on the user's input fails before anything is written or decoded.
     train_set, eval_set = load_train(params.data_dir), load_eval(params.data_dir)
     labels = train_set.task_labels(params.classification)
     num_classes = train_set.num_classes(params.classification)
-    # What the trial really ran with: NNI 3.0 can pair the wrong parameters with a trial when trials run
-    # concurrently, so the folder name is not to be trusted over this.
-    run.write_params({**params.to_dict(), "data_dir": str(Path(params.data_dir).resolve()),
-                      "output_dir": str(Path(params.output_dir).resolve()), "experiment_id": experiment_id, "trial_id": trial_id,
-                      "parameter_id": nni.get_sequence_id(), "nni_parameters": received,
-                      "num_classes": num_classes, "class_names": train_set.class_names[params.classification],
-                      "data_layout": train_set.layout, "argv": sys.argv})
+    model = create_model(params.model, num_classes, params.pretrained, params.weights)
 
-    seed_everything(params.seed)
+    experiment_id, trial_id = trial_identity()
+    run = RunFolder(params.output_dir, experiment_id, trial_id, params)
+    # What the trial really ran with: NNI 3.0 can pair the wrong parameters with a trial when trials run
+    # concurrently, so neither the folder name nor NNI's record is to be trusted over this file.
+    run.write_params({
+        **params.to_dict(), "data_dir": str(Path(params.data_dir).resolve()),
+        "output_dir": str(Path(params.output_dir).resolve()), "experiment_id": experiment_id,
+        "trial_id": trial_id, "parameter_id": nni.get_sequence_id(), "nni_parameters": received,
+        "num_classes": num_classes, "class_names": train_set.class_names[params.classification],
+        "data_layout": train_set.layout, "argv": sys.argv})
+    log.info("run folder %s", run.path)
+
+    keep_freed_memory()  # before the workers fork and the first batch: CPU steps reuse warm pages
     device = resolve_device(params.device)
     precision = resolve_precision(device, params.amp, params.channels_last)
     torch.backends.cudnn.benchmark = params.cudnn_benchmark
-    loaders = build_loaders(params, train_set, eval_set, labels, pin_memory=params.pin_memory and device.type == "cuda")
+    loaders = build_loaders(params, train_set, eval_set, labels,
+                            pin_memory=params.pin_memory and device.type == "cuda")
     normalize = Normalizer(*train_set.mean_std, device=device, channels_last=precision.channels_last)
 
-    model = create_model(params.model, num_classes, params.pretrained, params.weights)
     set_fast_swish(model, params.fast_swish)
     model = model.to(device, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
     criterion = create_loss(params.criterion, num_classes).to(device)

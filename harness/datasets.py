@@ -68,13 +68,15 @@ def list_images(folder: Path) -> list[str]:
     return sorted(found)
 
 
-def read_table(path: Path, required: set[str], what: str) -> pd.DataFrame:
+def read_table(path: Path, required: set[str], what: str, rows: int | None = None) -> pd.DataFrame:
+    """The CSV as text cells; a missing, unreadable or incomplete file is a UserError naming it."""
     if not path.is_file():
         raise UserError(f"{path} not found: expected {what}")
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=rows)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise UserError(f"{path} is not a readable CSV ({str(error).splitlines()[0]}): expected {what}") from None
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{path} is not a readable CSV ({reason}): expected {what}") from None
     missing = required - set(table.columns)
     if missing:
         raise UserError(f"{path} lacks column(s) {', '.join(sorted(missing))}: expected {what}")
@@ -88,7 +90,7 @@ def load_train(data_dir: str | os.PathLike) -> TrainSet:
                         f"writes a demo one)")
     csv_path = train_dir / "train.csv"
     if csv_path.is_file():
-        columns = set(pd.read_csv(csv_path, nrows=0).columns)
+        columns = set(read_table(csv_path, set(), "a CSV", rows=0).columns)
         if {"gender", "age", "path"} <= columns:
             return read_mask_contest(train_dir)
         if {"path", "label"} <= columns:

@@ -16,11 +16,11 @@ import hashlib
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 
 from harness.errors import UserError, run_cli
+from harness.opencv import cv2
 from harness.tasks import MASK_STEMS, age_label, multi_label
 
 EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -79,8 +79,8 @@ def save(path: Path, image: np.ndarray) -> None:
 
 
 def generate(out: Path, people: int = 120, eval_images: int = 300, width: int = 384, height: int = 512,
-             seed: int = 0) -> Path:
-    """Write the data set into `out` (replacing it). Returns `out`."""
+             seed: int = 0, jpeg_only: bool = False) -> Path:
+    """Write the data set into `out` (replacing it). Returns `out`. jpeg_only: every photo a .jpg (benchmarks)."""
     if people < 6:
         raise UserError(f"--people must be at least 6 (every gender x age group), got {people}")
     rng = np.random.default_rng(seed)
@@ -98,7 +98,7 @@ def generate(out: Path, people: int = 120, eval_images: int = 300, width: int = 
         folder = images_dir / profile
         folder.mkdir()
         for stem in MASK_STEMS:
-            extension = str(rng.choice(EXTENSIONS, p=EXTENSION_ODDS))
+            extension = ".jpg" if jpeg_only else str(rng.choice(EXTENSIONS, p=EXTENSION_ODDS))
             save(folder / f"{stem}{extension}",
                  draw_face(rng, width, height, stem, int(gender == "female"), age_label(age)))
         if index % 10 == 0:  # the archive's macOS leftovers
@@ -144,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval", type=int, default=300, help="images in eval/")
     parser.add_argument("--size", type=parse_size, default=(384, 512), help="WIDTHxHEIGHT of every photo")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jpeg_only", action="store_true", help="every photo a .jpg (no mixed extensions)")
     args = parser.parse_args(argv)
-    generate(args.out, args.people, args.eval, *args.size, seed=args.seed)
+    generate(args.out, args.people, args.eval, *args.size, seed=args.seed, jpeg_only=args.jpeg_only)
     print(f"wrote a demo data set to {args.out}: {args.people} people x 7 photos, {args.eval} eval images")
     return 0
 

@@ -10,8 +10,17 @@ class UserError(Exception):
     was expected, and is printed alone."""
 
 
+def one_line(error: UserError) -> str:
+    """The message, also when a DataLoader worker raised it: torch re-raises it in the main process wrapped in a
+    report whose last line is the original 'harness.errors.UserError: <message>'."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else type(error).__name__
+    return lines[-1].split(f"{UserError.__name__}: ", 1)[-1]
+
+
 def exit_with(error: UserError, prog: str) -> NoReturn:
-    print(f"{prog}: error: {error}", file=sys.stderr)
+    print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
     raise SystemExit(2)
 
 

@@ -125,4 +125,5 @@ def cached_images(root: Path, paths: Sequence[str], img_size: int, crop: float, 
                     return None
                 log.info("building the image cache %s (%d images, %.2f GB)", target, len(paths), needed / 1e9)
                 build(target, root, paths, img_size, crop, num_workers)
-    return np.load(target, mmap_mode="r")
+    # A plain ndarray view of the map: indexing a np.memmap builds a memmap object per image.
+    return np.asarray(np.load(target, mmap_mode="r"))

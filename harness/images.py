@@ -24,6 +24,12 @@ class DecodedImages:
         return load_prepared(self.root / self.paths[index], self.img_size, self.crop)
 
 
+PREFETCH = 4  # batches each loader worker prepares ahead
+# Shared batch buffers per worker: a batch is rewritten only after PREFETCH + 2 more, so the consumer may keep the
+# current and the previous batch (copy anything kept longer; the training and prediction loops keep neither).
+RING_SLOTS = PREFETCH + 2
+
+
 class ImageSet(Dataset):
     """(uint8 HWC image tensor, label) pairs: prepared images, then the augmentation when training.
 
@@ -34,25 +40,54 @@ class ImageSet(Dataset):
                  augment: Callable | None = None) -> None:
         self.images, self.indices, self.augment = images, np.asarray(indices), augment
         self.labels = None if labels is None else np.asarray(labels)[self.indices]
+        self.ring: list[torch.Tensor] = []  # a worker's shared batch buffers, made at its first batch
+        self.turn = 0
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
+    def image(self, position: int) -> np.ndarray:
         image = self.images[int(self.indices[position])]
-        if self.augment is not None:
-            image = self.augment(image=image)["image"]
+        return image if self.augment is None else self.augment(image=image)["image"]
+
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
         label = -1 if self.labels is None else int(self.labels[position])
         # A cached image is a read-only view of the memory map: copied here (and only here) for torch.
-        return torch.from_numpy(np.require(image, requirements=["C", "W"])), label
+        return torch.from_numpy(np.require(self.image(position), requirements=["C", "W"])), label
+
+    def __getitems__(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole batch at once (DataLoader calls this when it exists): each image is written straight into the
+        batch tensor, in a worker a slot of its shared-memory ring, so there is no per-image tensor, no stacking
+        copy in collate and no copy into shared memory on the way to the main process."""
+        first = self.image(positions[0])
+        batch = self.batch_buffer(len(positions), first.shape)
+        pixels = batch.numpy()
+        pixels[0] = first
+        for slot, position in enumerate(positions[1:], start=1):
+            pixels[slot] = self.image(position)
+        labels = np.full(len(positions), -1) if self.labels is None else self.labels[positions]
+        return batch, torch.as_tensor(labels, dtype=torch.int64)
+
+    def batch_buffer(self, size: int, shape: tuple) -> torch.Tensor:
+        """In the main process a new tensor; in a worker the next slot of a ring of shared-memory tensors. A new
+        shared tensor per batch costs a fifth of a cached worker's time (fresh pages to map and zero), and torch
+        sends a tensor that is already shared without copying it."""
+        if torch.utils.data.get_worker_info() is None:
+            return torch.empty((size, *shape), dtype=torch.uint8)
+        if not self.ring or self.ring[0].shape[0] < size or self.ring[0].shape[1:] != shape:
+            self.ring = [torch.empty((size, *shape), dtype=torch.uint8).share_memory_() for _ in range(RING_SLOTS)]
+        self.turn += 1
+        return self.ring[self.turn % RING_SLOTS][:size]
+
+
+def whole_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The collate step of ImageSet.__getitems__'s batches: nothing left to do."""
+    return batch
 
 
 def seed_worker(worker_id: int) -> None:
-    """Each worker draws different augmentations, reproducibly: torch seeds workers from the loader's generator;
-    albumentations and OpenCV take theirs from it here."""
-    import cv2
-
-    cv2.setNumThreads(1)  # the workers are the parallelism; OpenCV's own threads would oversubscribe the cores
+    """Each worker draws different augmentations, reproducibly: torch seeds workers from the loader's generator,
+    albumentations takes its seed from it here."""
     info = torch.utils.data.get_worker_info()
     augment = getattr(info.dataset, "augment", None)
     if augment is not None and hasattr(augment, "set_random_seed"):
@@ -66,5 +101,5 @@ def make_loader(dataset: ImageSet, batch_size: int, shuffle: bool, num_workers: 
         dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, pin_memory=pin_memory,
         # A lone last image would break BatchNorm in training; evaluation must see every image.
         drop_last=shuffle and len(dataset) > batch_size,
-        persistent_workers=num_workers > 0, worker_init_fn=seed_worker, generator=generator,
-        prefetch_factor=4 if num_workers > 0 else None)
+        persistent_workers=num_workers > 0, worker_init_fn=seed_worker, generator=generator, collate_fn=whole_batch,
+        prefetch_factor=PREFETCH if num_workers > 0 else None)

@@ -1,6 +1,6 @@
 import shutil
 
-import cv2
+from harness.opencv import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -91,6 +91,8 @@ def break_csv(data, column, value):
     (lambda d: break_csv(d, "age", "old"), "row 4: age 'old' is not a number"),
     (lambda d: break_csv(d, "path", "999999_male_Asian_20"), "999999_male_Asian_20 not found"),
     (lambda d: (d / "train" / "train.csv").write_text("id,who\n1,x\n"), "expected id,gender,race,age,path"),
+    (lambda d: (d / "train" / "train.csv").write_bytes(b""), "is not a readable CSV"),
+    (lambda d: (d / "train" / "train.csv").write_bytes(b"\xff\xfe\x00bad"), "is not a readable CSV"),
     (lambda d: next((d / "train" / "images").glob("000002*")).joinpath("selfie.jpg").write_bytes(b"x"),
      "'selfie' is not a mask state"),
 ])

@@ -3,7 +3,7 @@ import multiprocessing
 import os
 import shutil
 
-import cv2
+from harness.opencv import cv2
 import numpy as np
 import pytest
 

@@ -52,7 +52,8 @@ def test_weights_that_cannot_be_had_give_a_clear_error(name, tmp_path, monkeypat
         create_model(name, 3, pretrained=True, weights=str(tmp_path / "missing.pth"))
     wrong = tmp_path / "wrong.pth"
     torch.save({"not": torch.zeros(1)}, wrong)
-    with pytest.raises(UserError, match=f"(does not fit {name}|weights for {name} could not be loaded).*--pretrained false"):
+    expected = f"(does not fit {name}|weights for {name} could not be loaded).*--pretrained false"
+    with pytest.raises(UserError, match=expected):
         create_model(name, 3, pretrained=True, weights=str(wrong))
 
 

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
+from harness.opencv import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -94,6 +94,23 @@ def test_bad_flags_fail_at_once_with_one_line(demo_dir, tmp_path, args, message)
     assert done.returncode == 2
     assert message in done.stderr.strip().splitlines()[-1]
     assert "Traceback" not in done.stderr
+    assert not list(tmp_path.rglob("params.json")), "a failed trial left a run folder behind"
+
+
+@pytest.mark.parametrize("cache", ["true", "false"])
+def test_a_corrupt_photo_is_named_even_from_a_loader_worker(demo_dir, tmp_path, cache):
+    import shutil
+
+    data = shutil.copytree(demo_dir, tmp_path / "data")
+    broken = next((data / "train" / "images").glob("000003_*")) / "normal.jpg"
+    for old in broken.parent.glob("normal.*"):
+        old.unlink()
+    broken.write_bytes(b"\xff\xd8\xff truncated")
+    done = run_trial("--data_dir", str(data), "--output_dir", str(tmp_path / "runs"), "--cache", cache,
+                     "--cache_dir", str(tmp_path / "cache"), *FAST, "--num_workers", "1")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == f"trial.py: error: {broken} cannot be decoded as an image"
+    assert not list((tmp_path / "cache").glob("*.npy")), "a cache was left from a failed build"
 
 
 def test_a_task_the_data_set_cannot_give_is_refused(tmp_path):

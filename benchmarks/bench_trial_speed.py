@@ -1,0 +1,282 @@
+"""How fast a trial runs, measured in one run on the same images, as ratios that do not depend on the machine's mood.
+
+    python benchmarks/bench_trial_speed.py [--data_dir DIR] [--people 60] [--model resnet18] [--img_size 224]
+                                          [--out bench_out/speed.json]
+
+1. the loader's images per second: decoding every JPEG (crop, resize, augment) against the decoded-image cache
+   (augment only), same images, same augmentations, same workers;
+2. one trial epoch (train + validation) with and without the cache;
+3. the harness's own overhead: train_one_epoch (uint8 batches normalised per batch, sums kept on the device)
+   against a bare PyTorch loop training the same model from the same state on the same, already normalised batches;
+4. on a GPU: training images per second in fp32, with mixed precision, and with mixed precision + channels_last,
+   for every model of search_space.json.
+
+Without --data_dir it generates photo-sized (384x512) JPEGs in the mask contest's layout. Prints a markdown table
+(the README's figures come from it) and writes every number to --out."""
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from harness.allocator import keep_freed_memory  # noqa: E402
+from harness.datasets import TrainSet, load_train  # noqa: E402
+from harness.demo_data import generate  # noqa: E402
+from harness.loaders import build_loaders  # noqa: E402
+from harness.losses import create_loss  # noqa: E402
+from harness.optim import create_optimizer  # noqa: E402
+from harness.params import TrialParams  # noqa: E402
+from harness.training import Precision, predict, resolve_precision, train_one_epoch  # noqa: E402
+from harness.transforms import Normalizer  # noqa: E402
+from models import create_model, set_fast_swish  # noqa: E402
+
+
+def loader_rates(params: TrialParams, train_set: TrainSet, labels: np.ndarray, repeats: int,
+                 epochs: int) -> dict[str, float]:
+    """Images per second of the training loader alone (no model), decoding JPEGs against reading the cache: both
+    loaders live side by side and take turns, `epochs` passes each per round (a contest epoch is 20 times longer
+    than one pass here, so a single pass would overweigh the start of an epoch); medians over the rounds."""
+    loaders = {name: build_loaders(replace(params, cache=cache), train_set, None, labels, pin_memory=False).train
+               for name, cache in (("jpeg", False), ("cache", True))}
+    for loader in loaders.values():  # start the (persistent) workers, warm the page cache
+        for _ in loader:
+            pass
+    rates: dict[str, list[float]] = {name: [] for name in loaders}
+    for round_ in range(repeats):
+        for name in (list(loaders) if round_ % 2 == 0 else list(loaders)[::-1]):
+            start, images = time.perf_counter(), 0
+            for _ in range(epochs):
+                for batch, _labels in loaders[name]:
+                    images += len(batch)
+            rates[name].append(images / (time.perf_counter() - start))
+    ratios = [c / j for j, c in zip(rates["jpeg"], rates["cache"])]
+    return {"loader_jpeg_img_s": statistics.median(rates["jpeg"]),
+            "loader_cache_img_s": statistics.median(rates["cache"]), "loader_ratio": statistics.median(ratios),
+            "loader_rounds_img_s": rates}
+
+
+def epoch_seconds(params: TrialParams, train_set: TrainSet, labels: np.ndarray, device: torch.device,
+                  repeats: int) -> dict[str, float]:
+    """One trial epoch as trial.py runs it (train, then validate), without and with the cache, taking turns from
+    the same initial model; medians."""
+    precision = resolve_precision(device, params.amp, params.channels_last)
+    normalize = Normalizer(*train_set.mean_std, device=device, channels_last=precision.channels_last)
+    num_classes = train_set.num_classes(params.classification)
+    torch.manual_seed(0)
+    initial = create_model(params.model, num_classes, pretrained=False)
+    set_fast_swish(initial, True)
+    initial = initial.to(device, memory_format=torch.channels_last if precision.channels_last
+                         else torch.preserve_format)
+    criterion = create_loss(params.criterion, num_classes)
+    setups = {name: build_loaders(replace(params, cache=cache), train_set, None, labels,
+                                  pin_memory=device.type == "cuda")
+              for name, cache in (("jpeg", False), ("cache", True))}
+    for setup in setups.values():  # warm-up: workers started, allocator and kernels settled
+        model = copy.deepcopy(initial)
+        optimizer = create_optimizer(params.optimizer, model.parameters(), params.lr)
+        train_one_epoch(model, itertools.islice(setup.train, 3), criterion, optimizer, normalize, precision)
+    seconds: dict[str, list[float]] = {name: [] for name in setups}
+    for round_ in range(repeats):
+        for name in (list(setups) if round_ % 2 == 0 else list(setups)[::-1]):
+            model = copy.deepcopy(initial)
+            optimizer = create_optimizer(params.optimizer, model.parameters(), params.lr)
+            start = time.perf_counter()
+            train_one_epoch(model, setups[name].train, criterion, optimizer, normalize, precision,
+                            precision.grad_scaler())
+            predict(model, setups[name].val, normalize, precision, criterion)
+            seconds[name].append(time.perf_counter() - start)
+    return {"epoch_jpeg_s": statistics.median(seconds["jpeg"]), "epoch_cache_s": statistics.median(seconds["cache"]),
+            "epoch_ratio": statistics.median(j / c for j, c in zip(seconds["jpeg"], seconds["cache"])),
+            "epoch_rounds_s": seconds}
+
+
+def harness_overhead(params: TrialParams, train_set: TrainSet, labels: np.ndarray, device: torch.device,
+                     batches: int, repeats: int) -> dict[str, float]:
+    """Median seconds of `batches` training steps, bare loop against the harness, interleaved `repeats` times."""
+    precision = Precision(device)
+    loader = build_loaders(replace(params, num_workers=0), train_set, None, labels, pin_memory=False).train
+    raw = [batch for batch, _ in zip(loader, range(batches))]
+    normalize = Normalizer(*train_set.mean_std, device=device)
+    ready = [(normalize(images), targets.to(device)) for images, targets in raw]
+    num_classes = train_set.num_classes(params.classification)
+    torch.manual_seed(0)
+    initial = create_model(params.model, num_classes, pretrained=False).to(device)
+    criterion = torch.nn.CrossEntropyLoss()
+
+    def fresh():
+        model = copy.deepcopy(initial)
+        return model, torch.optim.Adam(model.parameters(), lr=params.lr)
+
+    def bare() -> float:
+        model, optimizer = fresh()
+        model.train()
+        synchronize(device)
+        start = time.perf_counter()
+        for inputs, targets in ready:
+            optimizer.zero_grad()
+            loss = criterion(model(inputs), targets)
+            loss.backward()
+            optimizer.step()
+        synchronize(device)
+        return time.perf_counter() - start
+
+    def harness() -> float:
+        model, optimizer = fresh()
+        start = time.perf_counter()
+        train_one_epoch(model, raw, criterion, optimizer, normalize, precision)  # ends with its one sync
+        return time.perf_counter() - start
+
+    bare(), harness()  # warm-up: allocator, kernels
+    pairs: list[tuple[float, float]] = []
+    for round_ in range(repeats):  # alternate who goes first, so drift in the machine's speed cancels out
+        if round_ % 2 == 0:
+            pairs.append((bare(), harness()))
+        else:
+            harness_s = harness()
+            pairs.append((bare(), harness_s))
+    ratios = [h / b for b, h in pairs]
+    return {"bare_s": statistics.median(b for b, _ in pairs), "harness_s": statistics.median(h for _, h in pairs),
+            "overhead": statistics.median(ratios) - 1, "overhead_range": [min(ratios) - 1, max(ratios) - 1],
+            "pairs_s": pairs}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def precision_table(models: list[str], device: torch.device, img_size: int, batch_size: int, steps: int,
+                    amp_dtype: torch.dtype) -> list[dict]:
+    """Training images per second per model in fp32, mixed precision, and mixed precision + channels_last."""
+    settings = [("fp32", None, False), ("amp", amp_dtype, False), ("amp+channels_last", amp_dtype, True)]
+    rows = []
+    for name in models:
+        row = {"model": name}
+        for label, dtype, nhwc in settings:
+            precision = Precision(device, dtype, nhwc)
+            torch.manual_seed(0)
+            model = create_model(name, 18, pretrained=False)
+            set_fast_swish(model, True)
+            model = model.to(device, memory_format=torch.channels_last if nhwc else torch.preserve_format)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+            images = torch.randint(0, 256, (batch_size, img_size, img_size, 3), dtype=torch.uint8)
+            batches = [(images, torch.randint(0, 18, (batch_size,)))] * steps
+            normalize = Normalizer((0.5,) * 3, (0.25,) * 3, device, nhwc)
+            criterion = torch.nn.CrossEntropyLoss()
+            train_one_epoch(model, batches[:2], criterion, optimizer, normalize, precision, precision.grad_scaler())
+            result = train_one_epoch(model, batches, criterion, optimizer, normalize, precision,
+                                     precision.grad_scaler())
+            row[label] = result.images / result.seconds
+            del model, optimizer
+        row["amp_speedup"] = row["amp"] / row["fp32"]
+        row["amp+channels_last_speedup"] = row["amp+channels_last"] / row["fp32"]
+        rows.append(row)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    return f"{cpu}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", type=Path, help="a data set to measure on (default: generated JPEGs)")
+    parser.add_argument("--people", type=int, default=100, help="people of the generated set (7 photos each)")
+    parser.add_argument("--model", default=None, help="model of the epoch and overhead runs "
+                                                      "(default: ecaresnet50t on a GPU, resnet10t on a CPU)")
+    parser.add_argument("--img_size", type=int, default=224)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--num_workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+                        help="loader workers (default: one core left to the training process)")
+    parser.add_argument("--loader_repeats", type=int, default=6, help="loader rounds per path, taking turns")
+    parser.add_argument("--loader_epochs", type=int, default=3, help="passes over the images per loader round")
+    parser.add_argument("--epoch_repeats", type=int, default=4, help="trial epochs per path, taking turns")
+    parser.add_argument("--overhead_batches", type=int, default=6, help="training steps of one overhead run")
+    parser.add_argument("--repeats", type=int, default=4, help="overhead runs per side, taking turns")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "speed.json")
+    args = parser.parse_args(argv)
+
+    keep_freed_memory()  # as trial.py does, for both sides of every comparison
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = args.model or ("ecaresnet50t" if device.type == "cuda" else "resnet10t")
+    with tempfile.TemporaryDirectory() as scratch:
+        data_dir = args.data_dir or generate(Path(scratch) / "data", people=args.people, eval_images=0,
+                                             seed=0, jpeg_only=True)
+        train_set = load_train(data_dir)
+        labels = train_set.task_labels("multi")
+        params = TrialParams(data_dir=str(data_dir), model=model, img_size=args.img_size, batch_size=args.batch_size,
+                             num_workers=args.num_workers, cache_dir=str(Path(scratch) / "cache"), pretrained=False)
+        start = time.perf_counter()
+        build_loaders(params, train_set, None, labels, pin_memory=False)
+        results: dict = {"machine": machine(), "images": len(train_set.paths), "model": model,
+                         "img_size": args.img_size, "batch_size": args.batch_size, "num_workers": args.num_workers,
+                         "cache_build_s": time.perf_counter() - start}
+        results.update(loader_rates(params, train_set, labels, args.loader_repeats, args.loader_epochs))
+        results.update(epoch_seconds(params, train_set, labels, device, args.epoch_repeats))
+        results["overhead"] = harness_overhead(params, train_set, labels, device, args.overhead_batches,
+                                               args.repeats)
+        if device.type == "cuda":
+            names = json.loads((ROOT / "search_space.json").read_text())["model"]["_value"]
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            results["precision"] = precision_table(names, device, args.img_size, args.batch_size, steps=20,
+                                                   amp_dtype=dtype)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(report(results))
+    return 0
+
+
+def report(r: dict) -> str:
+    overhead = r["overhead"]
+    lines = [
+        f"Machine: {r['machine']}",
+        f"{r['images']} photos of 384x512 (JPEG), trained at {r['img_size']} px, batch {r['batch_size']}, "
+        f"{r['num_workers']} loader workers; cache built once in {r['cache_build_s']:.1f} s",
+        "",
+        "| measure | without cache | with cache | ratio |",
+        "|---|---:|---:|---:|",
+        f"| loader, images/s (decode+crop+resize+augment vs augment) | {r['loader_jpeg_img_s']:.0f} | "
+        f"{r['loader_cache_img_s']:.0f} | {r['loader_ratio']:.1f}x |",
+        f"| one trial epoch of {r['model']} (train + validation), s | {r['epoch_jpeg_s']:.1f} | "
+        f"{r['epoch_cache_s']:.1f} | {r['epoch_ratio']:.2f}x |",
+        "",
+        "(medians of passes taking turns; the ratio is the median of the per-round ratios)",
+        "",
+        f"Harness overhead against a bare PyTorch loop ({r['model']}, same batches, median of pairs): "
+        f"bare {overhead['bare_s']:.2f} s, harness {overhead['harness_s']:.2f} s, "
+        f"overhead {overhead['overhead'] * 100:+.1f}% (pairs from {overhead['overhead_range'][0] * 100:+.1f}% "
+        f"to {overhead['overhead_range'][1] * 100:+.1f}%)",
+    ]
+    if "precision" in r:
+        lines += ["", "| model | fp32 img/s | amp img/s | amp+channels_last img/s | amp speed-up | "
+                      "amp+channels_last speed-up |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {row['model']} | {row['fp32']:.0f} | {row['amp']:.0f} | {row['amp+channels_last']:.0f} | "
+                  f"{row['amp_speedup']:.2f}x | {row['amp+channels_last_speedup']:.2f}x |" for row in r["precision"]]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
