@@ -12,31 +12,44 @@ import numpy as np
 import pandas as pd
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-@contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
-    """Open a temporary file in the target's folder; on success it replaces `path`, on error it is removed.
+UMASK = _read_umask()  # read once, at import: os.umask can only be read by setting it
 
-    The temporary name starts with '.' so that globs over a run folder never pick up a half-written file."""
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` to write to: when the block ends it is flushed to disk and renamed over
+    `path`; if the block fails it is removed. Its name starts with '.' (and ends in .tmp) so that no glob over the
+    folder picks up a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes owner-only files; outputs get the usual permissions
-        with os.fdopen(fd, mode, **kwargs) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes owner-only files; outputs get the usual permissions
+        yield Path(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
+    """open() for a file that appears whole or not at all (see atomic_path)."""
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as handle:
+        yield handle
 
 
 def round_significant(values: np.ndarray, digits: int = 7) -> np.ndarray:

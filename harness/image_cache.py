@@ -23,6 +23,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from torch.utils.data import DataLoader
 
+from harness.atomic import atomic_path
 from harness.images import DecodedImages
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,7 @@ def _stack(batch: list[np.ndarray]) -> np.ndarray:
 
 def build(target: Path, root: Path, paths: Sequence[str], img_size: int, crop: float, num_workers: int) -> None:
     """Decode every image into `target` (written under a temporary name, renamed when complete)."""
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(target) as temporary:
         array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8,
                                           shape=(len(paths), img_size, img_size, 3))
         loader = DataLoader(DecodedImages(root, paths, img_size, crop), batch_size=64,
@@ -88,13 +88,6 @@ def build(target: Path, root: Path, paths: Sequence[str], img_size: int, crop: f
             start += len(batch)
         array.flush()
         del array
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
 
 
 def _remove_stale(target: Path) -> None:
