@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from harness.allocator import keep_freed_memory  # noqa: E402
+from harness.atomic import write_json  # noqa: E402
 from harness.datasets import TrainSet, load_train  # noqa: E402
 from harness.demo_data import generate  # noqa: E402
 from harness.loaders import build_loaders  # noqa: E402
@@ -243,8 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             results["precision"] = precision_table(names, device, args.img_size, args.batch_size, steps=20,
                                                    amp_dtype=dtype)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    write_json(results, args.out)
     print(report(results))
     return 0
 
