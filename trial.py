@@ -1,32 +1,39 @@
 """One NNI trial: train a classifier with the search space's choices, report every epoch, keep good epochs' soft CSVs.
 
 Runs under `nnictl create --config config.yml`, or standalone: `python trial.py --model ecaresnet50t ...`.
-The flow (see ../shared/design.md): parameters -> run folder -> data -> model -> per epoch: train, validate, record,
-report one metric to NNI, dump soft CSVs when the dump rule holds -> final metric."""
+The flow (README's "How a trial runs"): parameters -> data -> model -> run folder -> per epoch: train, validate,
+hand the record to the sinks (metrics.jsonl, NNI, the log), dump soft CSVs when the dump rule holds -> final metric.
+This file only wires the parts together; each stage lives in harness/ (data, train, outputs) and models/."""
 from __future__ import annotations
 
 import logging
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import nni
+import numpy as np
 import torch
 
-from harness.allocator import keep_freed_memory
-from harness.datasets import load_eval, load_train
-from harness.dumping import should_dump
+from harness.data.layouts import load_eval, load_train
+from harness.data.loaders import Loaders, LoaderSettings, build_loaders
+from harness.data.split import split_indices
+from harness.data.transforms import Normalizer
 from harness.errors import run_cli
-from harness.loaders import build_loaders
-from harness.losses import create_loss
-from harness.optim import create_optimizer, create_scheduler
-from harness.params import parse_params
-from harness.reporting import best_record, default_key, epoch_record, nni_metric
-from harness.run_folder import RunFolder, trial_identity
-from harness.training import predict, resolve_device, resolve_precision, seed_everything, train_one_epoch
-from harness.transforms import Normalizer
-from models import create_model, set_fast_swish
+from harness.outputs.records import best_record, default_key, epoch_record
+from harness.outputs.run_folder import RunFolder, run_folder_name, trial_identity
+from harness.outputs.sinks import EpochSink, LogLine, MetricsFile, NniReport
+from harness.outputs.soft_csv import should_dump
+from harness.params import TrialParams, parse_params
+from harness.train.allocator import keep_freed_memory
+from harness.train.losses import create_loss
+from harness.train.optim import create_optimizer, create_scheduler
+from harness.train.passes import TrainingDiverged, train_one_epoch
+from harness.train.precision import resolve_device, resolve_precision, seed_everything
+from harness.train.predictor import Predictor
+from models import ModelError, create_model, require_known, set_fast_swish
 
 log = logging.getLogger("trial")
 
@@ -44,79 +51,108 @@ def configure_logging() -> None:
             logging.getLogger(name).propagate = False
 
 
-def main(argv: list[str] | None = None) -> int:
-    configure_logging()
+def next_parameters() -> dict[str, Any]:
+    import nni
+
     with warnings.catch_warnings():  # NNI warns at length when a trial runs standalone, which is a normal use here
         warnings.filterwarnings("ignore", message=".*without runtime.*")
-        received = nni.get_next_parameter() or {}
+        return nni.get_next_parameter() or {}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    configure_logging()
+    received = next_parameters()
     params = parse_params(argv, received)
+    require_known(params.model)  # imports timm: only once the cheap checks passed
     seed_everything(params.seed)  # before the model: its initial weights follow the seed
 
     # Everything that can fail on the user's input fails before anything is written or decoded.
+    task = params.classification  # the search-space key 'classification' names the task
     train_set, eval_set = load_train(params.data_dir), load_eval(params.data_dir)
-    labels = train_set.task_labels(params.classification)
-    num_classes = train_set.num_classes(params.classification)
-    model = create_model(params.model, num_classes, params.pretrained, params.weights)
+    labels = np.stack([train_set.task_labels(task)], axis=1)  # [N, heads]: one column per head of the model
+    heads = {task: train_set.num_classes(task)}
+    model = create_model(params.model, heads, params.pretrained, params.weights)
 
     experiment_id, trial_id = trial_identity()
-    run = RunFolder(params.output_dir, experiment_id, trial_id, params)
+    run = RunFolder(params.output_dir, experiment_id,
+                    run_folder_name(task, params.model, params.batch_size, params.criterion, params.lr, trial_id))
     # What the trial really ran with: NNI 3.0 can pair the wrong parameters with a trial when trials run
     # concurrently, so neither the folder name nor NNI's record is to be trusted over this file.
+    import nni
+
     run.write_params({
         **params.to_dict(), "data_dir": str(Path(params.data_dir).resolve()),
         "output_dir": str(Path(params.output_dir).resolve()), "experiment_id": experiment_id,
         "trial_id": trial_id, "parameter_id": nni.get_sequence_id(), "nni_parameters": received,
-        "num_classes": num_classes, "class_names": train_set.class_names[params.classification],
-        "data_layout": train_set.layout, "argv": sys.argv})
+        "num_classes": heads[task], "class_names": train_set.class_names[task],
+        "data_layout": train_set.layout, "argv": argv})
     log.info("run folder %s", run.path)
 
     keep_freed_memory()  # before the workers fork and the first batch: CPU steps reuse warm pages
     device = resolve_device(params.device)
     precision = resolve_precision(device, params.amp, params.channels_last)
     torch.backends.cudnn.benchmark = params.cudnn_benchmark
-    loaders = build_loaders(params, train_set, eval_set, labels,
-                            pin_memory=params.pin_memory and device.type == "cuda")
+    train_idx, val_idx = split_indices(train_set.groups, train_set.group_strata, params.val_ratio, params.seed)
+    loaders = build_loaders(train_set, eval_set, labels, train_idx, val_idx, LoaderSettings(
+        batch_size=params.batch_size, num_workers=params.num_workers, seed=params.seed, img_size=params.img_size,
+        crop=params.crop, cache=params.cache, cache_dir=params.cache_dir,
+        pin_memory=params.pin_memory and device.type == "cuda"))
     normalize = Normalizer(*train_set.mean_std, device=device, channels_last=precision.channels_last)
 
     set_fast_swish(model, params.fast_swish)
-    model = model.to(device, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
-    criterion = create_loss(params.criterion, num_classes).to(device)
+    model = model.to(device, memory_format=precision.memory_format)
+    criteria = {name: create_loss(params.criterion, classes).to(device) for name, classes in heads.items()}
+    predictor = Predictor(model, heads, normalize, precision)
+    key = default_key(params.metric, loaders.val is not None)
+    sinks: list[EpochSink] = [MetricsFile(run), NniReport(key), LogLine(params.epochs, key)]
+    log.info("%s on %s (%s, amp %s, channels_last %s), %d classes, %s loss", params.model, device, task,
+             precision.amp_dtype, precision.channels_last, heads[task], params.criterion)
+
+    try:
+        train(params, model, heads, criteria, loaders, predictor, run, sinks)
+    except TrainingDiverged as error:
+        best = best_record(run.records, key)
+        for sink in sinks:
+            sink.close(best)
+        reported = f"best epoch {best['epoch']} reported as the final result" if best else "no epoch finished"
+        raise TrainingDiverged(f"{error} in epoch {len(run.records) + 1}: the trial stopped ({reported}); "
+                               f"try a lower --lr (it was {params.lr:g})") from None
+    best = best_record(run.records, key)
+    for sink in sinks:
+        sink.close(best)
+    return 0
+
+
+def train(params: TrialParams, model: torch.nn.Module, heads: dict[str, int], criteria: dict[str, torch.nn.Module],
+          loaders: Loaders, predictor: Predictor, run: RunFolder, sinks: list[EpochSink]) -> None:
     optimizer = create_optimizer(params.optimizer, model.parameters(), params.lr, params.weight_decay,
                                  params.momentum)
     scheduler = create_scheduler(params.scheduler, optimizer, params.epochs)
-    scaler = precision.grad_scaler()
-    key = default_key(params.metric, loaders.val is not None)
-    log.info("%s on %s (%s, amp %s, channels_last %s), %d classes, %s loss", params.model, device,
-             params.classification, precision.amp_dtype, precision.channels_last, num_classes, params.criterion)
-
+    scaler = predictor.precision.grad_scaler()
     last_dump_loss = None
     for epoch in range(1, params.epochs + 1):
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        train = train_one_epoch(model, loaders.train, criterion, optimizer, normalize, precision, scaler)
-        val = predict(model, loaders.val, normalize, precision, criterion) if loaders.val else None
-        record = epoch_record(epoch, train, val, loaders.val_labels, num_classes, lr)
-        dump = should_dump(train.accuracy, train.loss, last_dump_loss, params.dump_threshold)
+        result = train_one_epoch(model, loaders.train, heads, criteria, optimizer, predictor.normalize,
+                                 predictor.precision, scaler)
+        val = predictor(loaders.val, criteria) if loaders.val else None
+        record = epoch_record(epoch, result, val, loaders.val_labels, heads, lr)
+        dump = should_dump(result.accuracy, result.loss, last_dump_loss, params.dump_threshold)
         if dump:
-            # The eval set is predicted only at dump epochs: nothing else reads it.
-            evaluation = predict(model, loaders.eval, normalize, precision) if loaders.eval else None
-            run.write_soft_csvs(epoch, train.accuracy, train.loss,
-                                loaders.eval_ids, evaluation.probs if evaluation else None,
-                                loaders.val_ids, loaders.val_labels, val.probs if val else None)
-            last_dump_loss = train.loss
+            # The eval set is predicted only at dump epochs (nothing else reads it), by the same predictor as the
+            # validation CSV beside it.
+            evaluation = predictor(loaders.eval) if loaders.eval else None
+            task = next(iter(heads))
+            run.write_soft_csvs(epoch, result.accuracy, result.loss,
+                                loaders.eval_ids, evaluation.probs[task] if evaluation else None,
+                                loaders.val_ids, loaders.val_labels[:, 0], val.probs[task] if val else None)
+            last_dump_loss = result.loss
         record.update(dumped=dump, seconds=time.perf_counter() - started)
-        run.add_metrics(record)
-        nni.report_intermediate_result(nni_metric(record, key))
-        log.info("epoch %d/%d: %s", epoch, params.epochs,
-                 ", ".join(f"{k} {v:.4g}" for k, v in record.items() if isinstance(v, float)) +
-                 (", soft CSVs written" if dump else ""))
+        for sink in sinks:
+            sink.epoch(record)
         scheduler.step()
-
-    best = best_record(run.records, key)
-    nni.report_final_result(nni_metric(best, key))
-    log.info("best epoch %d: %s %.4f", best["epoch"], key, best[key])
-    return 0
 
 
 if __name__ == "__main__":
-    run_cli(main, "trial.py")
+    run_cli(main, "trial.py", also=(ModelError,))

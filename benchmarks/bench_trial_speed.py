@@ -34,17 +34,29 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from harness.allocator import keep_freed_memory  # noqa: E402
 from harness.atomic import write_json  # noqa: E402
-from harness.datasets import TrainSet, load_train  # noqa: E402
-from harness.demo_data import generate  # noqa: E402
-from harness.loaders import build_loaders  # noqa: E402
-from harness.losses import create_loss  # noqa: E402
-from harness.optim import create_optimizer  # noqa: E402
+from harness.data.demo import generate  # noqa: E402
+from harness.data.layouts import TrainSet, load_train  # noqa: E402
+from harness.data.loaders import Loaders, LoaderSettings, build_loaders  # noqa: E402
+from harness.data.split import split_indices  # noqa: E402
+from harness.data.transforms import Normalizer  # noqa: E402
 from harness.params import TrialParams  # noqa: E402
-from harness.training import Precision, predict, resolve_precision, train_one_epoch  # noqa: E402
-from harness.transforms import Normalizer  # noqa: E402
+from harness.train.allocator import keep_freed_memory  # noqa: E402
+from harness.train.losses import create_loss  # noqa: E402
+from harness.train.optim import create_optimizer  # noqa: E402
+from harness.train.passes import predict, train_one_epoch  # noqa: E402
+from harness.train.precision import Precision, resolve_precision  # noqa: E402
 from models import create_model, set_fast_swish  # noqa: E402
+
+
+def loaders_for(params: TrialParams, train_set: TrainSet, labels: np.ndarray, pin_memory: bool = False,
+                **changes) -> Loaders:
+    """The trial's loaders for these parameters (`changes` override them), as trial.py builds them."""
+    params = replace(params, **changes)
+    train_idx, val_idx = split_indices(train_set.groups, train_set.group_strata, params.val_ratio, params.seed)
+    return build_loaders(train_set, None, labels, train_idx, val_idx, LoaderSettings(
+        batch_size=params.batch_size, num_workers=params.num_workers, seed=params.seed, img_size=params.img_size,
+        crop=params.crop, cache=params.cache, cache_dir=params.cache_dir, pin_memory=pin_memory))
 
 
 def loader_rates(params: TrialParams, train_set: TrainSet, labels: np.ndarray, repeats: int,
@@ -52,7 +64,7 @@ def loader_rates(params: TrialParams, train_set: TrainSet, labels: np.ndarray, r
     """Images per second of the training loader alone (no model), decoding JPEGs against reading the cache: both
     loaders live side by side and take turns, `epochs` passes each per round (a contest epoch is 20 times longer
     than one pass here, so a single pass would overweigh the start of an epoch); medians over the rounds."""
-    loaders = {name: build_loaders(replace(params, cache=cache), train_set, None, labels, pin_memory=False).train
+    loaders = {name: loaders_for(params, train_set, labels, cache=cache).train
                for name, cache in (("jpeg", False), ("cache", True))}
     for loader in loaders.values():  # start the (persistent) workers, warm the page cache
         for _ in loader:
@@ -77,29 +89,29 @@ def epoch_seconds(params: TrialParams, train_set: TrainSet, labels: np.ndarray, 
     the same initial model; medians."""
     precision = resolve_precision(device, params.amp, params.channels_last)
     normalize = Normalizer(*train_set.mean_std, device=device, channels_last=precision.channels_last)
-    num_classes = train_set.num_classes(params.classification)
+    heads = {params.classification: train_set.num_classes(params.classification)}
     torch.manual_seed(0)
-    initial = create_model(params.model, num_classes, pretrained=False)
+    initial = create_model(params.model, heads, pretrained=False)
     set_fast_swish(initial, True)
     initial = initial.to(device, memory_format=torch.channels_last if precision.channels_last
                          else torch.preserve_format)
-    criterion = create_loss(params.criterion, num_classes)
-    setups = {name: build_loaders(replace(params, cache=cache), train_set, None, labels,
-                                  pin_memory=device.type == "cuda")
+    criteria = {task: create_loss(params.criterion, classes) for task, classes in heads.items()}
+    setups = {name: loaders_for(params, train_set, labels, pin_memory=device.type == "cuda", cache=cache)
               for name, cache in (("jpeg", False), ("cache", True))}
     for setup in setups.values():  # warm-up: workers started, allocator and kernels settled
         model = copy.deepcopy(initial)
         optimizer = create_optimizer(params.optimizer, model.parameters(), params.lr)
-        train_one_epoch(model, itertools.islice(setup.train, 3), criterion, optimizer, normalize, precision)
+        train_one_epoch(model, itertools.islice(setup.train, 3), heads, criteria, optimizer, normalize,
+                        precision)
     seconds: dict[str, list[float]] = {name: [] for name in setups}
     for round_ in range(repeats):
         for name in (list(setups) if round_ % 2 == 0 else list(setups)[::-1]):
             model = copy.deepcopy(initial)
             optimizer = create_optimizer(params.optimizer, model.parameters(), params.lr)
             start = time.perf_counter()
-            train_one_epoch(model, setups[name].train, criterion, optimizer, normalize, precision,
+            train_one_epoch(model, setups[name].train, heads, criteria, optimizer, normalize, precision,
                             precision.grad_scaler())
-            predict(model, setups[name].val, normalize, precision, criterion)
+            predict(model, setups[name].val, heads, normalize, precision, criteria)
             seconds[name].append(time.perf_counter() - start)
     return {"epoch_jpeg_s": statistics.median(seconds["jpeg"]), "epoch_cache_s": statistics.median(seconds["cache"]),
             "epoch_ratio": statistics.median(j / c for j, c in zip(seconds["jpeg"], seconds["cache"])),
@@ -110,13 +122,13 @@ def harness_overhead(params: TrialParams, train_set: TrainSet, labels: np.ndarra
                      batches: int, repeats: int) -> dict[str, float]:
     """Median seconds of `batches` training steps, bare loop against the harness, interleaved `repeats` times."""
     precision = Precision(device)
-    loader = build_loaders(replace(params, num_workers=0), train_set, None, labels, pin_memory=False).train
+    loader = loaders_for(params, train_set, labels, num_workers=0).train
     raw = [batch for batch, _ in zip(loader, range(batches))]
     normalize = Normalizer(*train_set.mean_std, device=device)
-    ready = [(normalize(images), targets.to(device)) for images, targets in raw]
-    num_classes = train_set.num_classes(params.classification)
+    ready = [(normalize(images), targets[:, 0].to(device)) for images, targets in raw]
+    heads = {params.classification: train_set.num_classes(params.classification)}
     torch.manual_seed(0)
-    initial = create_model(params.model, num_classes, pretrained=False).to(device)
+    initial = create_model(params.model, heads, pretrained=False).to(device)
     criterion = torch.nn.CrossEntropyLoss()
 
     def fresh():
@@ -139,7 +151,8 @@ def harness_overhead(params: TrialParams, train_set: TrainSet, labels: np.ndarra
     def harness() -> float:
         model, optimizer = fresh()
         start = time.perf_counter()
-        train_one_epoch(model, raw, criterion, optimizer, normalize, precision)  # ends with its one sync
+        train_one_epoch(model, raw, heads, {params.classification: criterion}, optimizer, normalize,
+                        precision)  # ends with its one sync
         return time.perf_counter() - start
 
     bare(), harness()  # warm-up: allocator, kernels
@@ -171,16 +184,17 @@ def precision_table(models: list[str], device: torch.device, img_size: int, batc
         for label, dtype, nhwc in settings:
             precision = Precision(device, dtype, nhwc)
             torch.manual_seed(0)
-            model = create_model(name, 18, pretrained=False)
+            model = create_model(name, {"multi": 18}, pretrained=False)
             set_fast_swish(model, True)
             model = model.to(device, memory_format=torch.channels_last if nhwc else torch.preserve_format)
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
             images = torch.randint(0, 256, (batch_size, img_size, img_size, 3), dtype=torch.uint8)
-            batches = [(images, torch.randint(0, 18, (batch_size,)))] * steps
+            batches = [(images, torch.randint(0, 18, (batch_size, 1)))] * steps
             normalize = Normalizer((0.5,) * 3, (0.25,) * 3, device, nhwc)
-            criterion = torch.nn.CrossEntropyLoss()
-            train_one_epoch(model, batches[:2], criterion, optimizer, normalize, precision, precision.grad_scaler())
-            result = train_one_epoch(model, batches, criterion, optimizer, normalize, precision,
+            heads, criteria = {"multi": 18}, {"multi": torch.nn.CrossEntropyLoss()}
+            train_one_epoch(model, batches[:2], heads, criteria, optimizer, normalize, precision,
+                            precision.grad_scaler())
+            result = train_one_epoch(model, batches, heads, criteria, optimizer, normalize, precision,
                                      precision.grad_scaler())
             row[label] = result.images / result.seconds
             del model, optimizer
@@ -231,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         params = TrialParams(data_dir=str(data_dir), model=model, img_size=args.img_size, batch_size=args.batch_size,
                              num_workers=args.num_workers, cache_dir=str(Path(scratch) / "cache"), pretrained=False)
         start = time.perf_counter()
-        build_loaders(params, train_set, None, labels, pin_memory=False)
+        loaders_for(params, train_set, labels)
         results: dict = {"machine": machine(), "images": len(train_set.paths), "model": model,
                          "img_size": args.img_size, "batch_size": args.batch_size, "num_workers": args.num_workers,
                          "cache_build_s": time.perf_counter() - start}

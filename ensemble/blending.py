@@ -1,7 +1,8 @@
 """Soft voting: weighted means of probability rows, and the argmax vote (pure numpy, no per-row loops)."""
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 

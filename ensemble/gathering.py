@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from ensemble.members import Member
-from harness.dumping import EVAL_NAME
 from ensemble.tasks import ALL_TASKS
 from harness.errors import UserError
+from harness.outputs.soft_csv import EVAL_NAME
 
 PARAMS = "params.json"
 

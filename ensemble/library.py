@@ -2,8 +2,8 @@
 its task's class count and aligned to one row order, then seen as a vote on one task."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

@@ -9,8 +9,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.dumping import EVAL_NAME, EVAL_PREFIX, valid_name
 from harness.errors import UserError
+from harness.outputs.soft_csv import EVAL_PREFIX, valid_name
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 

@@ -1,9 +1,10 @@
 """What the ensemble writes: the submission (ImageID, ans) and, beside it, each task's blended soft CSV."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from ensemble.blending import vote

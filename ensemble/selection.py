@@ -2,8 +2,8 @@
 libraries of models"), scored on validation predictions."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 

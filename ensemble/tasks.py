@@ -4,12 +4,13 @@ multi = mask*6 + gender*3 + age, so a multi class c has mask c // 6, gender (c /
 A plain single-label contest has only the multi task, with any number of classes."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 
+from harness.data.labels import TASKS, multi_label, split_multi
 from harness.errors import UserError
-from harness.tasks import TASKS, multi_label, split_multi
 
 MULTI = "multi"
 MULTI_CLASSES = TASKS[MULTI]

@@ -5,10 +5,10 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
-import numpy as np
 import pandas as pd
 
 
@@ -52,25 +52,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
         yield handle
 
 
-def round_significant(values: np.ndarray, digits: int = 7) -> np.ndarray:
-    """Round to `digits` significant digits, as '%.7g' prints them (a value a hair below a half may round up),
-    but vectorised: pandas then prints each value's shortest repr ('0.2398461') in C, three times faster than
-    formatting every cell in Python. Below about 1e-16 the decimal scale is inexact, and such a value may print
-    with up to 17 digits (the same number), and below 1e-294 it becomes 0 (the scale would overflow)."""
-    magnitude = np.floor(np.log10(np.abs(np.where(values == 0, 1.0, values))))
-    scale = 10.0 ** np.minimum(digits - 1 - magnitude, 300)
-    return np.round(values * scale) / scale
-
-
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike, significant_digits: int | None = 7) -> None:
     """Float columns are written with `significant_digits` (probabilities do not need 17)."""
-    if significant_digits is not None:
-        floats = frame.select_dtypes("float").columns
-        if len(floats):
-            frame = frame.copy()
-            frame[floats] = round_significant(frame[floats].to_numpy(), significant_digits)
+    float_format = None if significant_digits is None else f"%.{significant_digits}g"
     with atomic_open(path, "w", newline="") as handle:
-        frame.to_csv(handle, index=False)
+        frame.to_csv(handle, index=False, float_format=float_format)
 
 
 def write_json(data: Any, path: str | os.PathLike) -> None:

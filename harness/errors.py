@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable, NoReturn
+from collections.abc import Callable
+from typing import NoReturn
 
 
 class UserError(Exception):
@@ -10,24 +11,26 @@ class UserError(Exception):
     was expected, and is printed alone."""
 
 
-def one_line(error: UserError) -> str:
+def one_line(error: Exception) -> str:
     """The message, also when a DataLoader worker raised it: torch re-raises it in the main process wrapped in a
     report whose last line is the original 'harness.errors.UserError: <message>'."""
     lines = [line for line in str(error).splitlines() if line.strip()]
     if len(lines) <= 1:
         return lines[0] if lines else type(error).__name__
-    return lines[-1].split(f"{UserError.__name__}: ", 1)[-1]
+    return lines[-1].split(f"{type(error).__name__}: ", 1)[-1]
 
 
-def exit_with(error: UserError, prog: str) -> NoReturn:
+def exit_with(error: Exception, prog: str) -> NoReturn:
     print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
     raise SystemExit(2)
 
 
-def run_cli(main: Callable[[], int | None], prog: str) -> NoReturn:
-    """Run a command-line entry point; a UserError becomes one line on stderr and exit status 2."""
+def run_cli(main: Callable[[], int | None], prog: str,
+            also: tuple[type[Exception], ...] = ()) -> NoReturn:
+    """Run a command-line entry point; a UserError (or one of `also`, the user-facing errors of packages that do
+    not import harness, such as models.ModelError) becomes one line on stderr and exit status 2."""
     try:
         code = main()
-    except UserError as error:
+    except (UserError, *also) as error:
         exit_with(error, prog)
     raise SystemExit(code or 0)

@@ -174,7 +174,7 @@ def wait(rest: NniRest, timeout: float, poll: float = 3.0, echo=print) -> str:
 
 
 def soft_csvs(working_dir: Path, experiment_id: str) -> list[Path]:
-    from harness.dumping import EVAL_NAME
+    from harness.outputs.soft_csv import EVAL_NAME
 
     return sorted(p for p in (working_dir / experiment_id).glob("*/*.csv") if EVAL_NAME.fullmatch(p.name))
 

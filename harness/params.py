@@ -7,13 +7,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, Sequence, get_type_hints
+from typing import Any, get_type_hints
 
+from harness.data.labels import TASKS
 from harness.errors import UserError
-from harness.losses import LOSSES
-from harness.optim import OPTIMIZERS, SCHEDULERS
-from harness.tasks import TASKS
+from harness.train.losses import LOSSES
+from harness.train.optim import OPTIMIZERS, SCHEDULERS
 
 TRUE_WORDS = {"true", "1", "yes", "on"}
 FALSE_WORDS = {"false", "0", "no", "off"}
@@ -25,7 +26,7 @@ def _flag(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
 
 @dataclass
 class TrialParams:
-    # The origin's four search-space keys.
+    # The original contest code's four search-space keys.
     batch_size: int = _flag(16, "images per training batch")
     model: str = _flag("ecaresnet50t", "a name of models/ (the search space's models) or any timm model name")
     criterion: str = _flag("cross_entropy", "loss", tuple(LOSSES))
@@ -35,7 +36,8 @@ class TrialParams:
     # What users tune next.
     lr: float = _flag(1e-4, "initial learning rate")
     optimizer: str = _flag("adam", "optimizer (sgd with momentum)", tuple(OPTIMIZERS))
-    scheduler: str = _flag("step", "step: lr/10 every 10 epochs (the origin's); cosine: cosine decay to 0",
+    scheduler: str = _flag("step", "step: lr/10 every 10 epochs (the original contest code's); cosine: cosine decay "
+                                     "to 0",
                            tuple(SCHEDULERS))
     weight_decay: float = _flag(0.0, "weight decay (decoupled for adamw)")
     momentum: float = _flag(0.9, "momentum for sgd")
@@ -160,9 +162,6 @@ def check(params: TrialParams) -> None:
     for name, (ok, expected) in ranges.items():
         if not ok:
             raise UserError(f"{name} must be {expected}, got {getattr(params, name)!r}")
-    from models import require_known  # imports timm: only once the cheap checks passed
-
-    require_known(params.model)
     if params.weights and not params.pretrained:
         raise UserError("--weights is only read with --pretrained true")
 

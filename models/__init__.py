@@ -1,6 +1,33 @@
-"""Models by search-space name: `create_model(name, num_classes, pretrained, weights)`."""
+"""Models by search-space name: `create_model(name, heads, pretrained, weights)`; the contract is in registry.py."""
+from __future__ import annotations
+
+from torch import nn
+
 from models import efficientnet, timm_backbones  # noqa: F401  (each registers its entries)
 from models.efficientnet import set_fast_swish
-from models.registry import MODELS, create_model, is_known, register, require_known
+from models.registry import MODELS, Heads, ModelError, register
 
-__all__ = ["MODELS", "create_model", "is_known", "register", "require_known", "set_fast_swish"]
+
+def is_known(name: str) -> bool:
+    if name in MODELS:
+        return True
+    import timm  # optional lookups pay timm's import only when a name is not ours
+
+    return bool(timm.is_model(name))
+
+
+def require_known(name: str) -> None:
+    if not is_known(name):
+        raise ModelError(f"unknown model {name!r}: expected one of {', '.join(MODELS)} or a timm model name")
+
+
+def create_model(name: str, heads: Heads, pretrained: bool = False, weights: str = "") -> nn.Module:
+    """The registered builder, or timm's model of that name."""
+    if name in MODELS:
+        return MODELS[name](heads, pretrained, weights)
+    require_known(name)
+    return timm_backbones.timm_builder(name)(heads, pretrained, weights)
+
+
+__all__ = ["MODELS", "Heads", "ModelError", "create_model", "is_known", "register",
+           "require_known", "set_fast_swish"]

@@ -1,4 +1,4 @@
-"""timm models, with the classifier sized for the task."""
+"""timm models, with the classifier sized for the heads (see registry.py for the contract)."""
 from __future__ import annotations
 
 import os
@@ -6,8 +6,7 @@ import os
 import torch
 from torch import nn
 
-from harness.errors import UserError
-from models.registry import ModelBuilder, register, weights_hint
+from models.registry import Heads, ModelBuilder, ModelError, register, weights_hint, with_heads
 
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
@@ -25,7 +24,7 @@ def load_local_weights(model: nn.Module, path: str, name: str) -> None:
     try:
         state = read_state_dict(path)
     except Exception as error:
-        raise UserError(f"weights file {path} for {name} cannot be read ({error})") from None
+        raise ModelError(f"weights file {path} for {name} cannot be read ({error})") from None
     state = {k: v for k, v in state.items()
              if not (k.startswith(classifier + ".") and (k not in own or v.shape != own[k].shape))}
     mismatched = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
@@ -33,21 +32,21 @@ def load_local_weights(model: nn.Module, path: str, name: str) -> None:
     unexpected = [k for k in state if k not in own]
     if mismatched or missing or unexpected:
         example = (mismatched or missing or unexpected)[0]
-        raise UserError(f"weights file {path} does not fit {name}: {len(missing)} missing, {len(unexpected)} "
+        raise ModelError(f"weights file {path} does not fit {name}: {len(missing)} missing, {len(unexpected)} "
                         f"unexpected and {len(mismatched)} mis-shaped tensors (e.g. {example!r}); "
                         f"{weights_hint(name, path, '')}")
     model.load_state_dict(state, strict=False)
 
 
 def timm_builder(timm_name: str) -> ModelBuilder:
-    def build(num_classes: int, pretrained: bool, weights: str) -> nn.Module:
+    def make(num_classes: int, pretrained: bool, weights: str) -> nn.Module:
         import timm
 
         if not pretrained or weights:
             model = timm.create_model(timm_name, pretrained=False, num_classes=num_classes)
             if weights:
                 if not os.path.isfile(weights):
-                    raise UserError(f"weights file {weights} for {timm_name} not found")
+                    raise ModelError(f"weights file {weights} for {timm_name} not found")
                 load_local_weights(model, weights, timm_name)
             return model
         try:
@@ -56,8 +55,12 @@ def timm_builder(timm_name: str) -> ModelBuilder:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             cfg = timm.models.get_pretrained_cfg(timm_name)
             source = f"model.safetensors of the Hugging Face repo {getattr(cfg, 'hf_hub_id', None) or timm_name}"
-            raise UserError(f"pretrained weights for {timm_name} could not be loaded ({reason}): "
-                            f"{weights_hint(timm_name, weights, source)}") from None
+            raise ModelError(f"pretrained weights for {timm_name} could not be loaded ({reason}): "
+                             f"{weights_hint(timm_name, weights, source)}") from None
+
+    def build(heads: Heads, pretrained: bool, weights: str) -> nn.Module:
+        # timm's num_classes=0 leaves the pooled features and sets model.num_features: what MultiHead needs.
+        return with_heads(lambda num_classes: make(num_classes, pretrained, weights), heads)
 
     return build
 

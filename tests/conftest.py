@@ -26,7 +26,7 @@ def isolated_environment(tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
     """24 people x 7 photos and 40 eval images, at a quarter of the contest's resolution to keep tests quick."""
-    from harness.demo_data import generate
+    from harness.data.demo import generate
 
     return generate(tmp_path_factory.mktemp("data") / "demo", people=24, eval_images=40, width=96, height=128,
                     seed=3)

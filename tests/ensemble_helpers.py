@@ -2,21 +2,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from ensemble.cli import PROG, run
 from ensemble.blending import softmax
-from harness.dumping import soft_csv_names, soft_frame
+from ensemble.cli import PROG, run
+from harness.outputs.soft_csv import soft_csv_names, soft_frame
 
 
 def write_soft(path: Path, ids: Sequence[str], probs, labels=None, *, columns: Sequence[str] | None = None,
                extra: dict | None = None, shuffle: int | None = None) -> Path:
-    """A soft CSV as a trial writes it (harness.dumping.soft_frame): ImageID, [label], '0'..'K-1'. Then, to make
-    it messy but valid: `columns` reorders, `extra` adds columns, `shuffle` (a seed) shuffles the rows."""
+    """A soft CSV as a trial writes it (harness.outputs.soft_csv.soft_frame): ImageID, [label], '0'..'K-1'.
+    Then, to make it messy but valid: `columns` reorders, `extra` adds columns, `shuffle` (a seed) shuffles the rows."""
     frame = soft_frame(list(ids), np.asarray(probs, dtype=float), labels)
     for name, values in (extra or {}).items():
         frame[name] = values

@@ -12,9 +12,15 @@ import pytest
 from ensemble.gathering import best_per_task, count_by_task, gather
 from ensemble.members import Member
 from ensemble.tasks import labels_for_task
-
-from ensemble_helpers import (add_nni_folders, assert_user_error, make_run, noisy_probs, read_submission, run_cli,
-                              write_soft)
+from ensemble_helpers import (
+    add_nni_folders,
+    assert_user_error,
+    make_run,
+    noisy_probs,
+    read_submission,
+    run_cli,
+    write_soft,
+)
 
 EVAL_IDS = [f"{i:05d}.jpg" for i in range(6)]
 VALID_IDS = [f"{i // 7:06d}_female_Asian_30/mask{i % 7}.jpg" for i in range(70)]

@@ -7,7 +7,6 @@ import pytest
 
 from ensemble.blending import blend, vote
 from ensemble.selection import METRICS, select_ensemble
-
 from ensemble_helpers import noisy_probs
 
 LABELS = np.array([0, 0, 1, 1])

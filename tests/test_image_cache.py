@@ -3,15 +3,15 @@ import multiprocessing
 import os
 import shutil
 
-from harness.opencv import cv2
 import numpy as np
 import pytest
 
-from harness import image_cache
-from harness.datasets import list_images
-from harness.image_cache import cached_images
-from harness.images import DecodedImages
-from harness.transforms import load_prepared
+from harness.data import image_cache
+from harness.data.batches import DecodedImages
+from harness.data.image_cache import cached_images
+from harness.data.layouts import list_images
+from harness.data.opencv import cv2
+from harness.data.transforms import load_prepared
 
 
 @pytest.fixture

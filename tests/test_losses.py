@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.errors import UserError
-from harness.losses import LOSSES, F1Loss, FocalLoss, LabelSmoothingLoss, create_loss
+from harness.train.losses import LOSSES, F1Loss, FocalLoss, create_loss
 
 
 @pytest.mark.parametrize("name", LOSSES)
@@ -39,9 +39,11 @@ def test_focal_down_weights_easy_images():
 
 
 def test_label_smoothing_by_hand():
-    logits, targets = torch.tensor([[0.0, 0.0]]), torch.tensor([0])
-    # uniform prediction: loss = log 2 whatever the smoothing
-    assert torch.isclose(LabelSmoothingLoss(0.1)(logits, targets), torch.log(torch.tensor(2.0)))
+    """torch's smoothing: the target is 0.9 + 0.1 / K on the true class and 0.1 / K on each other class."""
+    logits, targets = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([0])
+    log_p = F.log_softmax(logits, dim=1)[0]
+    expected = -((0.9 + 0.1 / 3) * log_p[0] + 0.1 / 3 * log_p[1] + 0.1 / 3 * log_p[2])
+    assert torch.isclose(create_loss("label_smoothing", 3)(logits, targets), expected)
 
 
 def test_f1_loss_is_near_zero_for_confident_right_answers():
@@ -50,7 +52,6 @@ def test_f1_loss_is_near_zero_for_confident_right_answers():
 
 
 @pytest.mark.parametrize("build, message", [(lambda: FocalLoss(gamma=-1), "gamma"),
-                                            (lambda: LabelSmoothingLoss(1.5), "smoothing"),
                                             (lambda: F1Loss(1), "at least 2 classes")])
 def test_losses_check_their_arguments(build, message):
     with pytest.raises(ValueError, match=message):

@@ -3,11 +3,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.data.labels import TASKS
 from harness.errors import UserError
-from harness.losses import LOSSES
-from harness.optim import OPTIMIZERS
 from harness.params import FLAG_TYPES, TrialParams, build_parser, merge_parameters, parse_params
-from harness.tasks import TASKS
+from harness.train.losses import LOSSES
+from harness.train.optim import OPTIMIZERS
 from models import is_known
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def test_every_search_space_value_resolves_and_merges(space_file, key, value):
     assert getattr(merged, key) == value
 
 
-def test_the_origin_search_space_is_kept():
+def test_the_original_search_space_is_kept():
     space = json.loads((ROOT / "search_space.json").read_text())
     assert space["batch_size"]["_value"] == [8, 16, 32]
     assert set(space["model"]["_value"]) == {"Efficientnet_b6", "Efficientnet_b4", "ecaresnet50t", "seresnet152d",
@@ -74,7 +74,6 @@ def test_integral_floats_from_quniform_become_ints():
     ({"lr": "fast"}, "lr must be a finite number"),
     ({"lr": float("nan")}, "lr must be a finite number"),
     ({"model": 3}, "model must be a string"),
-    ({"model": "resnet9000"}, "unknown model 'resnet9000'"),
     ({"criterion": "mse"}, "criterion must be one of"),
     ({"classification": "race"}, "classification must be one of"),
     ({"optimizer": "lion"}, "optimizer must be one of"),

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from harness.datasets import load_train
-from harness.split import allocate, split_groups, split_indices
+from harness.data.layouts import load_train
+from harness.data.split import allocate, split_groups, split_indices
 
 
 def people(n_per_stratum=(10, 7, 13, 4, 9, 5)):

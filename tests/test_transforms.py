@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from harness.data.transforms import Normalizer, center_crop, decode, prepare, train_augment
 from harness.errors import UserError
-from harness.transforms import Normalizer, center_crop, decode, prepare, train_augment
 
 
 def test_center_crop_keeps_the_middle():

@@ -4,13 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.opencv import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
-from harness.datasets import load_train
-from harness.split import split_indices
+from harness.data.layouts import load_train
+from harness.data.opencv import cv2
+from harness.data.split import split_indices
 from trial_checks import check_run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,3 +133,36 @@ def test_nni_parameters_are_checked_before_any_work(demo_dir, tmp_path, monkeypa
     with pytest.raises(UserError, match="search-space key 'dropout' is not a trial.py flag"):
         trial.main(["--data_dir", str(demo_dir), "--output_dir", str(tmp_path)])
     assert not (tmp_path / "standalone").exists()
+
+
+def test_a_diverged_trial_stops_at_once_and_still_reports_its_best_epoch(demo_dir, tmp_path, monkeypatch):
+    """Epoch 1 trains, epoch 2's loss turns NaN: the trial ends with one line, epoch 1 is the final result."""
+    import nni
+
+    import trial
+    from harness.train.passes import TrainingDiverged
+
+    real, calls, finals = trial.train_one_epoch, [], []
+
+    def diverging(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise TrainingDiverged("the training loss became nan by batch 3")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trial, "train_one_epoch", diverging)
+    monkeypatch.setattr(nni, "report_final_result", finals.append)
+    with pytest.raises(TrainingDiverged) as caught:
+        trial.main(["--data_dir", str(demo_dir), "--output_dir", str(tmp_path), "--epochs", "4", *FAST])
+    assert str(caught.value) == ("the training loss became nan by batch 3 in epoch 2: the trial stopped (best epoch 1 "
+                                 "reported as the final result); try a lower --lr (it was 0.003)")
+    assert len(calls) == 2, "no epoch ran after the divergence"
+    assert [final["epoch"] for final in finals] == [1]
+    assert len(only_run(tmp_path).joinpath("metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_huge_learning_rate_ends_in_one_line(demo_dir, tmp_path):
+    done = run_trial("--data_dir", str(demo_dir), "--output_dir", str(tmp_path), "--epochs", "2", *FAST,
+                     "--lr", "1e30", "--optimizer", "sgd")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "the training loss became" in done.stderr.strip().splitlines()[-1]

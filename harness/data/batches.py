@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from harness.transforms import load_prepared
+from harness.data.transforms import load_prepared
 
 
 class DecodedImages:
@@ -31,15 +31,19 @@ RING_SLOTS = PREFETCH + 2
 
 
 class ImageSet(Dataset):
-    """(uint8 HWC image tensor, label) pairs: prepared images, then the augmentation when training.
+    """(uint8 HWC image tensor, labels) pairs: prepared images, then the augmentation when training.
 
     `images` is anything indexable that returns prepared uint8 images: DecodedImages, or a memory-mapped cache
-    array. Labels are -1 for the eval set."""
+    array. `labels` holds one column per head of the model ([N, heads]; a vector is one head); the eval set has
+    none and gets -1."""
 
     def __init__(self, images, indices: np.ndarray, labels: np.ndarray | None,
                  augment: Callable | None = None) -> None:
         self.images, self.indices, self.augment = images, np.asarray(indices), augment
-        self.labels = None if labels is None else np.asarray(labels)[self.indices]
+        if labels is not None:
+            labels = np.asarray(labels, dtype=np.int64)
+            labels = (labels[:, None] if labels.ndim == 1 else labels)[self.indices]
+        self.labels = labels
         self.ring: list[torch.Tensor] = []  # a worker's shared batch buffers, made at its first batch
         self.turn = 0
 
@@ -50,8 +54,8 @@ class ImageSet(Dataset):
         image = self.images[int(self.indices[position])]
         return image if self.augment is None else self.augment(image=image)["image"]
 
-    def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
-        label = -1 if self.labels is None else int(self.labels[position])
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        label = torch.full((1,), -1) if self.labels is None else torch.from_numpy(self.labels[position])
         # A cached image is a read-only view of the memory map: copied here (and only here) for torch.
         return torch.from_numpy(np.require(self.image(position), requirements=["C", "W"])), label
 
@@ -65,7 +69,7 @@ class ImageSet(Dataset):
         pixels[0] = first
         for slot, position in enumerate(positions[1:], start=1):
             pixels[slot] = self.image(position)
-        labels = np.full(len(positions), -1) if self.labels is None else self.labels[positions]
+        labels = np.full((len(positions), 1), -1) if self.labels is None else self.labels[positions]
         return batch, torch.as_tensor(labels, dtype=torch.int64)
 
     def batch_buffer(self, size: int, shape: tuple) -> torch.Tensor:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,12 +13,13 @@ EVAL_NAME = re.compile(rf"{EVAL_PREFIX}\d+_[^_]+_[^_]+_soft\.csv")
 
 
 def should_dump(train_accuracy: float, train_loss: float, last_dump_loss: float | None, threshold: float) -> bool:
-    """The origin's rule: a good epoch (train accuracy at the threshold) that improves on the last kept one."""
+    """The original contest code's rule: a good epoch (train accuracy at the threshold) that improves on the last
+    kept one."""
     return train_accuracy >= threshold and (last_dump_loss is None or train_loss < last_dump_loss)
 
 
 def soft_csv_names(epoch: int, train_accuracy: float, train_loss: float) -> tuple[str, str]:
-    """(eval CSV, validation CSV) file names, after the origin's."""
+    """(eval CSV, validation CSV) file names, after the original contest code's."""
     tail = f"{epoch}_{train_accuracy:.4f}_{train_loss:.4f}_soft.csv"
     return f"{EVAL_PREFIX}{tail}", f"{VALID_PREFIX}{tail}"
 

@@ -10,10 +10,10 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over the network at import
 
 import albumentations as A  # noqa: E402
-from harness.opencv import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from harness.data.opencv import cv2  # noqa: E402
 from harness.errors import UserError  # noqa: E402
 
 
@@ -54,11 +54,6 @@ def train_augment(seed: int | None = None) -> A.Compose:
         A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.0, p=0.8),
         A.Rotate(limit=10, border_mode=cv2.BORDER_REFLECT_101, p=0.5),
     ], seed=seed)
-
-
-def eval_augment(seed: int | None = None) -> None:
-    """Evaluation is deterministic: the prepared image as it is."""
-    return None
 
 
 class Normalizer:

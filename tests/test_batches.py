@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness.datasets import load_train
-from harness.image_cache import cached_images
-from harness.images import DecodedImages, ImageSet, make_loader
+from harness.data.batches import DecodedImages, ImageSet, make_loader
+from harness.data.image_cache import cached_images
+from harness.data.layouts import load_train
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def test_every_batch_is_whole_and_the_previous_one_is_intact(cached, workers):
         for batch, batch_labels in loader:
             expected = torch.from_numpy(np.array(images[start:start + len(batch)]))
             assert torch.equal(batch, expected)
-            assert batch_labels.tolist() == labels[start:start + len(batch)].tolist()
+            assert batch_labels[:, 0].tolist() == labels[start:start + len(batch)].tolist()
             if previous is not None:
                 assert torch.equal(previous[0], previous[1]), "a held batch was overwritten"
             previous = (batch, expected)
@@ -42,4 +42,4 @@ def test_decoded_and_cached_sources_give_the_same_batches(cached):
     from_disk = ImageSet(decoded, indices, None).__getitems__(list(range(12)))
     from_cache = ImageSet(images, indices, None).__getitems__(list(range(12)))
     assert torch.equal(from_disk[0], from_cache[0])
-    assert from_disk[1].tolist() == [-1] * 12
+    assert from_disk[1].tolist() == [[-1]] * 12

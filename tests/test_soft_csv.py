@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from harness.dumping import should_dump, soft_csv_names, soft_frame
+from harness.outputs.soft_csv import should_dump, soft_csv_names, soft_frame
 
 
 @pytest.mark.parametrize("acc, loss, last, threshold, expected", [
@@ -17,7 +17,7 @@ def test_dump_rule(acc, loss, last, threshold, expected):
     assert should_dump(acc, loss, last, threshold) is expected
 
 
-def test_file_names_follow_the_origin():
+def test_file_names_follow_the_original_contest_code():
     assert soft_csv_names(3, 0.93125, 0.21) == ("submission3_0.9313_0.2100_soft.csv", "valid3_0.9313_0.2100_soft.csv")
 
 

@@ -1,9 +1,17 @@
 import numpy as np
 import pytest
 
+from harness.data.labels import (
+    CLASS_NAMES,
+    TASKS,
+    age_label,
+    age_labels,
+    gender_label,
+    mask_label,
+    multi_label,
+    split_multi,
+)
 from harness.errors import UserError
-from harness.tasks import (CLASS_NAMES, TASKS, age_label, age_labels, gender_label, mask_label, multi_label,
-                           split_multi)
 
 
 @pytest.mark.parametrize("age, expected", [(18, 0), (29, 0), (30, 1), (45, 1), (59, 1), (60, 2), (75, 2)])

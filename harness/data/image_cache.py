@@ -24,7 +24,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from harness.atomic import atomic_path
-from harness.images import DecodedImages
+from harness.data.batches import DecodedImages
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""A trial's run folder: <output_dir>/<experiment id>/<classification>_<model>_<batch_size>_<criterion>_<lr>_<trial id>/
+"""A trial's run folder: <output_dir>/<experiment id>/<task>_<model>_<batch_size>_<criterion>_<lr>_<trial id>/
 holding params.json, metrics.jsonl and the soft CSVs. Every file is written whole or not at all."""
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 
 from harness.atomic import write_csv, write_json, write_jsonl
-from harness.dumping import soft_csv_names, soft_frame
-from harness.params import TrialParams
+from harness.outputs.soft_csv import soft_csv_names, soft_frame
 
 
 def trial_identity() -> tuple[str, str]:
@@ -25,15 +24,14 @@ def trial_identity() -> tuple[str, str]:
     return experiment, trial
 
 
-def run_folder_name(params: TrialParams, trial_id: str) -> str:
-    model = params.model.replace("/", "-")  # hub-style timm names must not nest folders
-    return f"{params.classification}_{model}_{params.batch_size}_{params.criterion}_{params.lr:.3g}_{trial_id}"
+def run_folder_name(task: str, model: str, batch_size: int, criterion: str, lr: float, trial_id: str) -> str:
+    model = model.replace("/", "-")  # hub-style timm names must not nest folders
+    return f"{task}_{model}_{batch_size}_{criterion}_{lr:.3g}_{trial_id}"
 
 
 class RunFolder:
-    def __init__(self, output_dir: str | os.PathLike, experiment_id: str, trial_id: str,
-                 params: TrialParams) -> None:
-        self.path = Path(output_dir) / experiment_id / run_folder_name(params, trial_id)
+    def __init__(self, output_dir: str | os.PathLike, experiment_id: str, name: str) -> None:
+        self.path = Path(output_dir) / experiment_id / name
         self.path.mkdir(parents=True, exist_ok=True)
         self.records: list[dict[str, Any]] = []
 

@@ -1,7 +1,8 @@
-"""Losses keyed by the search space's criterion names. Each takes (logits [B, K], targets [B]) -> scalar."""
+"""Losses keyed by the search space's criterion names. Each takes (logits [B, K], targets [B]) -> scalar; a model
+with several heads gets one per head (trial.py sums them)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -22,19 +23,6 @@ class FocalLoss(nn.Module):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         log_p = F.log_softmax(logits.float(), dim=1).gather(1, targets[:, None]).squeeze(1)
         return (-(1 - log_p.exp()) ** self.gamma * log_p).mean()
-
-
-class LabelSmoothingLoss(nn.Module):
-    """Cross-entropy against targets that keep 1 - smoothing on the true class and spread the rest evenly."""
-
-    def __init__(self, smoothing: float = 0.1) -> None:
-        super().__init__()
-        if not 0 <= smoothing < 1:
-            raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
-        self.smoothing = smoothing
-
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), targets, label_smoothing=self.smoothing)
 
 
 class F1Loss(nn.Module):
@@ -59,7 +47,9 @@ class F1Loss(nn.Module):
 LOSSES: dict[str, Callable[[int], nn.Module]] = {
     "cross_entropy": lambda num_classes: nn.CrossEntropyLoss(),
     "focal": lambda num_classes: FocalLoss(gamma=2.0),
-    "label_smoothing": lambda num_classes: LabelSmoothingLoss(smoothing=0.1),
+    # torch's own: the target keeps 1 - 0.1 on the true class and 0.1 / K spread over all K classes (the true one
+    # included), so the true class gets 0.9 + 0.1 / K.
+    "label_smoothing": lambda num_classes: nn.CrossEntropyLoss(label_smoothing=0.1),
     "f1": lambda num_classes: F1Loss(num_classes),
 }
 

@@ -1,7 +1,7 @@
 """Optimizers and learning-rate schedules keyed by the names trial.py and the search space use."""
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
@@ -16,7 +16,7 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 }
 
 SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, int], LRScheduler]] = {
-    # The origin's schedule: a tenth of the rate every 10 epochs.
+    # The original contest code's schedule: a tenth of the rate every 10 epochs.
     "step": lambda optimizer, epochs: torch.optim.lr_scheduler.StepLR(optimizer, step_size=10, gamma=0.1),
     "cosine": lambda optimizer, epochs: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs),
     "none": lambda optimizer, epochs: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0),

@@ -1,13 +1,13 @@
 import shutil
 
-from harness.opencv import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
-from harness.datasets import load_eval, load_train
+from harness.data.labels import MASK_STEMS
+from harness.data.layouts import load_eval, load_train
+from harness.data.opencv import cv2
 from harness.errors import UserError
-from harness.tasks import MASK_STEMS
 
 
 def copy_of(demo_dir, tmp_path):

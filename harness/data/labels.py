@@ -2,7 +2,7 @@
 
 mask: wear (mask1..mask5) = 0, incorrect = 1, not wear (normal) = 2; gender: male = 0, female = 1;
 age: under 30 = 0, 30 to 59 = 1, 60 and over = 2; multi = mask*6 + gender*3 + age (18 classes).
-(The origin sent 59-year-olds to class 2: a bug, not the contest's rule.)"""
+(The original contest code sent 59-year-olds to class 2: a bug, not the contest's rule.)"""
 from __future__ import annotations
 
 import numpy as np

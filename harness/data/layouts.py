@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UserError
-from harness.tasks import CLASS_NAMES, TASKS, age_labels, gender_label, mask_label, multi_label
+from harness.data.labels import CLASS_NAMES, TASKS, age_labels, gender_label, mask_label, multi_label
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-# Channel statistics of the mask contest's photos (the origin's), and ImageNet's for other data sets.
+# Channel statistics of the mask contest's photos (the original contest code's), and ImageNet's for other data sets.
 MASK_MEAN_STD = ((0.548, 0.504, 0.479), (0.237, 0.247, 0.246))
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 

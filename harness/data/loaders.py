@@ -1,0 +1,74 @@
+"""The three loaders of a trial (train, validation, eval) from a data set, its split and plain settings."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from torch.utils.data import DataLoader
+
+from harness.data.batches import DecodedImages, ImageSet, make_loader
+from harness.data.image_cache import cached_images
+from harness.data.layouts import EvalSet, TrainSet
+from harness.data.transforms import train_augment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    batch_size: int
+    num_workers: int
+    seed: int  # shuffling and augmentations
+    img_size: int
+    crop: float
+    cache: bool  # decode once into the shared image cache
+    cache_dir: str  # "": the default cache folder
+    pin_memory: bool
+
+
+@dataclass
+class Loaders:
+    train: DataLoader
+    val: DataLoader | None
+    eval: DataLoader | None
+    val_ids: list[str]
+    val_labels: np.ndarray  # [N_val, heads]
+    eval_ids: list[str]
+
+
+def image_source(root: Path, paths: Sequence[str], settings: LoaderSettings):
+    """The cache when it is on (and fits on disk), else decoding from disk at every access."""
+    if settings.cache:
+        cached = cached_images(root, paths, settings.img_size, settings.crop, settings.cache_dir or None,
+                               num_workers=max(settings.num_workers, 1))
+        if cached is not None:
+            return cached
+    return DecodedImages(root, paths, settings.img_size, settings.crop)
+
+
+def build_loaders(train_set: TrainSet, eval_set: EvalSet | None, labels: np.ndarray, train_idx: np.ndarray,
+                  val_idx: np.ndarray, settings: LoaderSettings) -> Loaders:
+    """labels: [N, heads] (or a vector for one head) for every image of train_set."""
+    labels = labels[:, None] if labels.ndim == 1 else labels
+    images = image_source(train_set.root, train_set.paths, settings)
+
+    def loader(dataset: ImageSet, shuffle: bool, batch_size: int) -> DataLoader:
+        return make_loader(dataset, batch_size, shuffle, settings.num_workers, settings.seed, settings.pin_memory)
+
+    # Prediction needs no gradients, so it can take bigger batches.
+    eval_batch = settings.batch_size * 2
+    train = loader(ImageSet(images, train_idx, labels, train_augment(settings.seed)), True, settings.batch_size)
+    val = loader(ImageSet(images, val_idx, labels), False, eval_batch) if len(val_idx) else None
+    evaluation = None
+    if eval_set is not None:
+        eval_images = image_source(eval_set.root, eval_set.image_ids, settings)
+        evaluation = loader(ImageSet(eval_images, np.arange(len(eval_set.image_ids)), None), False, eval_batch)
+    log.info("%d training and %d validation images (split by %s), %s eval images", len(train_idx), len(val_idx),
+             "person" if train_set.layout == "mask contest" else "image",
+             len(eval_set.image_ids) if eval_set else "no")
+    return Loaders(train=train, val=val, eval=evaluation,
+                   val_ids=[train_set.paths[i] for i in val_idx], val_labels=labels[val_idx],
+                   eval_ids=eval_set.image_ids if eval_set else [])

@@ -1,0 +1,67 @@
+"""The per-epoch seam: trial.py hands every epoch's record to each sink, in order, and tells them when the run
+ends. A new per-epoch action (TensorBoard, a progress file, a notifier) is one more class with these two methods,
+added to the list trial.py builds."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from harness.outputs.records import nni_metric
+from harness.outputs.run_folder import RunFolder
+
+log = logging.getLogger("trial")
+
+
+class EpochSink(Protocol):
+    def epoch(self, record: dict[str, Any]) -> None:
+        """One finished epoch: its record as metrics.jsonl holds it."""
+
+    def close(self, best: dict[str, Any] | None) -> None:
+        """The run ended (normally or not); best is the best epoch's record, None if no epoch finished."""
+
+
+class MetricsFile:
+    """metrics.jsonl in the run folder: one line per epoch, rewritten whole each time."""
+
+    def __init__(self, run: RunFolder) -> None:
+        self.run = run
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        self.run.add_metrics(record)
+
+    def close(self, best: dict[str, Any] | None) -> None:
+        pass
+
+
+class NniReport:
+    """One intermediate result per epoch; the best epoch's dict as the final result (standalone: NNI logs them)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        import nni
+
+        nni.report_intermediate_result(nni_metric(record, self.key))
+
+    def close(self, best: dict[str, Any] | None) -> None:
+        import nni
+
+        if best is not None:
+            nni.report_final_result(nni_metric(best, self.key))
+
+
+class LogLine:
+    """A line per epoch in the trial log."""
+
+    def __init__(self, epochs: int, key: str) -> None:
+        self.epochs, self.key = epochs, key
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        numbers = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if isinstance(v, float))
+        log.info("epoch %d/%d: %s%s", record["epoch"], self.epochs, numbers,
+                 ", soft CSVs written" if record.get("dumped") else "")
+
+    def close(self, best: dict[str, Any] | None) -> None:
+        if best is not None:
+            log.info("best epoch %d: %s %.4f", best["epoch"], self.key, best[self.key])

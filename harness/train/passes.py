@@ -1,0 +1,125 @@
+"""The training and prediction passes over a model with one or more heads (task -> logits, see models/registry.py).
+
+No per-batch host synchronisation on a GPU: sums stay on the device until the end of the pass, so the GPU never
+waits for Python between batches. The one exception is the non-finite check, a sync every few batches (every batch
+on a CPU, where a sync costs nothing)."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from harness.errors import UserError
+from harness.train.precision import Precision
+
+Heads = Mapping[str, int]  # task -> classes, in the model's order (models/registry.py describes the contract)
+Criteria = Mapping[str, nn.Module]  # task -> loss of that head
+GPU_CHECK_EVERY = 25  # batches between non-finite checks on a GPU
+
+
+class TrainingDiverged(UserError):
+    """The training loss became NaN or infinite: going on would only train on NaN."""
+
+
+def head_logits(output: torch.Tensor | Mapping[str, torch.Tensor], heads: Heads) -> dict[str, torch.Tensor]:
+    """A model's output as task -> logits: a one-head model returns a tensor, a several-head one a dict."""
+    if isinstance(output, torch.Tensor):
+        if len(heads) != 1:
+            raise ValueError(f"the model returned one tensor for heads {', '.join(heads)}")
+        return {next(iter(heads)): output}
+    return {task: output[task] for task in heads}
+
+
+@dataclass
+class TrainResult:
+    loss: float  # mean over images of the summed heads' losses
+    accuracy: float  # share of images whose every head is right (plain accuracy for one head)
+    images: int
+    seconds: float
+
+
+@dataclass
+class Prediction:
+    probs: dict[str, np.ndarray]  # task -> [N, K] softmax probabilities, in the loader's order
+    loss: float | None = None  # mean over labelled images of the summed heads' criteria
+    accuracy: dict[str, float] = field(default_factory=dict)  # task -> accuracy, when labelled
+
+
+def _heads_loss(logits: dict[str, torch.Tensor], targets: torch.Tensor, criteria: Criteria) -> torch.Tensor:
+    # Losses in fp32 whatever autocast computed the logits in.
+    return sum(criteria[task](logits[task].float(), targets[:, h]) for h, task in enumerate(criteria))
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, heads: Heads, criteria: Criteria,
+                    optimizer: torch.optim.Optimizer, normalize: Callable[[torch.Tensor], torch.Tensor],
+                    precision: Precision, scaler: torch.amp.GradScaler | None = None,
+                    on_batch: Callable[[int, int], None] | None = None) -> TrainResult:
+    """One pass over `loader`, whose labels are [B, heads]. on_batch(batches done, images done) is called after
+    each step (progress reporting); it must not synchronise."""
+    device = precision.device
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    check_every = GPU_CHECK_EVERY if device.type == "cuda" else 1
+    start = time.perf_counter()
+    for batch, (images, labels) in enumerate(loader, start=1):
+        inputs = normalize(images)
+        targets = labels.to(device, non_blocking=True)
+        with precision.autocast():
+            logits = head_logits(model(inputs), heads)
+            loss = _heads_loss(logits, targets, criteria)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        loss_sum += loss.detach().float() * len(labels)
+        right = torch.stack([logits[task].detach().argmax(1) == targets[:, h] for h, task in enumerate(heads)])
+        correct += right.all(0).sum()
+        seen += len(labels)
+        if batch % check_every == 0 and not torch.isfinite(loss_sum).item():
+            raise TrainingDiverged(f"the training loss became {loss_sum.item()} by batch {batch}")
+        if on_batch is not None:
+            on_batch(batch, seen)
+    # The only synchronisation of the pass on a GPU.
+    loss_value, correct_value = loss_sum.item(), correct.item()
+    if not np.isfinite(loss_value):
+        raise TrainingDiverged(f"the training loss became {loss_value} by the end of the pass")
+    return TrainResult(loss=loss_value / max(seen, 1), accuracy=correct_value / max(seen, 1), images=seen,
+                       seconds=time.perf_counter() - start)
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, loader: DataLoader, heads: Heads, normalize: Callable[[torch.Tensor], torch.Tensor],
+            precision: Precision, criteria: Criteria | None = None) -> Prediction:
+    """Softmax probabilities of every head for every image of the loader; loss and accuracy too when `criteria`
+    are given and the loader has labels."""
+    model.eval()
+    probs: dict[str, list[torch.Tensor]] = {task: [] for task in heads}
+    loss_sum = torch.zeros((), device=precision.device)
+    correct = torch.zeros(len(heads), device=precision.device, dtype=torch.long)
+    labelled = 0
+    for images, labels in loader:
+        with precision.autocast():
+            logits = {task: value.float() for task, value in head_logits(model(normalize(images)), heads).items()}
+        for task in heads:
+            probs[task].append(torch.softmax(logits[task], dim=1))
+        if criteria is not None and bool((labels >= 0).all()):
+            targets = labels.to(precision.device, non_blocking=True)
+            loss_sum += _heads_loss(logits, targets, criteria) * len(labels)
+            correct += torch.stack([(logits[task].argmax(1) == targets[:, h]).sum() for h, task in enumerate(heads)])
+            labelled += len(labels)
+    stacked = {task: torch.cat(chunks).cpu().numpy().astype(np.float64) for task, chunks in probs.items()}
+    if not labelled:
+        return Prediction(stacked)
+    accuracy = dict(zip(heads, (correct.cpu().numpy() / labelled).tolist()))
+    return Prediction(stacked, loss=loss_sum.item() / labelled, accuracy=accuracy)
