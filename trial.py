@@ -26,7 +26,7 @@ from harness.outputs.records import best_record, default_key, epoch_record
 from harness.outputs.run_folder import RunFolder, run_folder_name, trial_identity
 from harness.outputs.sinks import EpochSink, LogLine, MetricsFile, NniReport
 from harness.outputs.soft_csv import should_dump
-from harness.params import TrialParams, parse_params
+from harness.params import FLAG_TYPES, TrialParams, parse_params
 from harness.train.allocator import keep_freed_memory
 from harness.train.losses import create_loss
 from harness.train.optim import create_optimizer, create_scheduler
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     criteria = {name: create_loss(params.criterion, classes).to(device) for name, classes in heads.items()}
     predictor = Predictor(model, heads, normalize, precision)
     key = default_key(params.metric, loaders.val is not None)
-    sinks: list[EpochSink] = [MetricsFile(run), NniReport(key), LogLine(params.epochs, key)]
+    sinks: list[EpochSink] = [MetricsFile(run), NniReport(key, reserved=FLAG_TYPES), LogLine(params.epochs, key)]
     log.info("%s on %s (%s, amp %s, channels_last %s), %d classes, %s loss", params.model, device, task,
              precision.amp_dtype, precision.channels_last, heads[task], params.criterion)
 

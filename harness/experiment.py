@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -58,8 +59,9 @@ def with_overrides(config: dict[str, Any], config_dir: Path, working_dir: Path |
                    trial_args: list[str] | None = None, max_trials: int | None = None,
                    drop_assessor: bool = False) -> dict[str, Any]:
     """A copy of `config` that can live in any folder: its paths made absolute against config_dir, the extra trial
-    flags appended to trialCommand (argparse keeps the last value of a repeated flag), and the trials' run folders
-    put beside NNI's own files in the working directory."""
+    flags merged into trialCommand (a flag already there gets the new value in place, so the command shown in the
+    web UI names each flag once), and the trials' run folders put beside NNI's own files in the working
+    directory."""
     result = dict(config)
     for key in ("searchSpaceFile", "trialCodeDirectory", "experimentWorkingDirectory"):
         if key in result:
@@ -70,12 +72,30 @@ def with_overrides(config: dict[str, Any], config_dir: Path, working_dir: Path |
     args = list(trial_args or [])
     if output_dir:
         args = ["--output_dir", output_dir] + args
-    result["trialCommand"] = " ".join([str(config["trialCommand"]).strip()] + [shlex.quote(a) for a in args])
+    result["trialCommand"] = merge_flags(str(config["trialCommand"]).strip(), args)
     if max_trials is not None:
         result["maxTrialNumber"] = max_trials
     if drop_assessor:
         result.pop("assessor", None)
     return result
+
+
+def merge_flags(command: str, args: list[str]) -> str:
+    """`command` with each `--flag value` pair of args replacing that flag's value where the command has it, and
+    appended where it does not (a lone flag without a value is appended as it is)."""
+    words = shlex.split(command)
+    extra: list[str] = []
+    i = 0
+    while i < len(args):
+        flag = args[i]
+        has_value = flag.startswith("--") and i + 1 < len(args) and not args[i + 1].startswith("--")
+        value = args[i + 1] if has_value else None
+        i += 2 if has_value else 1
+        if value is not None and flag in words[:-1]:
+            words[words.index(flag) + 1] = value
+        else:
+            extra += [flag] if value is None else [flag, value]
+    return shlex.join(words + extra)
 
 
 class NniRest:
@@ -110,11 +130,19 @@ def nnictl() -> str:
     return found
 
 
+def nnictl_env() -> dict[str, str]:
+    """The environment nnictl runs in: this interpreter's folder first on the PATH (trials inherit it), and
+    setuptools' pkg_resources deprecation warning, which nnictl triggers on every call and a user cannot act on,
+    filtered out (only that one warning: others still show)."""
+    filters = [w for w in os.environ.get("PYTHONWARNINGS", "").split(",") if w]
+    return dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+                PYTHONWARNINGS=",".join(filters + ["ignore:pkg_resources is deprecated:UserWarning"]))
+
+
 def start(config_path: Path, port: int) -> str:
     """Start the experiment in the background; returns its id once the REST server answers."""
-    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
     done = subprocess.run([nnictl(), "create", "--config", str(config_path), "--port", str(port)],
-                          capture_output=True, text=True, env=env)
+                          capture_output=True, text=True, env=nnictl_env())
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()
         raise UserError(f"nnictl create --config {config_path} failed: {tail[-1] if tail else done.returncode}")
@@ -128,7 +156,7 @@ def start(config_path: Path, port: int) -> str:
 
 
 def stop(experiment_id: str) -> None:
-    subprocess.run([nnictl(), "stop", experiment_id], capture_output=True, text=True)
+    subprocess.run([nnictl(), "stop", experiment_id], capture_output=True, text=True, env=nnictl_env())
 
 
 def parameters_of(trial: dict[str, Any]) -> dict[str, Any]:
@@ -146,31 +174,92 @@ def final_default(trial: dict[str, Any]) -> float | None:
     return None
 
 
-def describe(trial: dict[str, Any]) -> str:
+CANCELLED = {"USER_CANCELED", "SYS_CANCELED"}
+_CANCEL_LINE = re.compile(r"Trial job (\S+) has been canceled because (.+?)\.?$")
+
+
+def cancel_reasons(manager_log: str) -> dict[str, str]:
+    """trial id -> why NNI cancelled it, from nnimanager.log ('... has been canceled because it is over max trial
+    duration.'); NNI's REST API does not say."""
+    reasons = {}
+    for line in manager_log.splitlines():
+        found = _CANCEL_LINE.search(line.strip())
+        if found:
+            reasons[found.group(1)] = found.group(2).removeprefix("it is ")
+    return reasons
+
+
+def describe(trial: dict[str, Any], reason: str | None = None) -> str:
     params = parameters_of(trial)
     shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
     score = final_default(trial)
-    return f"trial {trial['trialJobId']} {trial['status']}" + (f" (default {score:.4f})" if score is not None
-                                                               else "") + f": {shown}"
+    status = trial["status"]
+    if status in CANCELLED:
+        status += f" ({reason or 'stopped from the web UI or nnictl; nnimanager.log gives no reason'})"
+    return f"trial {trial['trialJobId']} {status}" + (f" (default {score:.4f})" if score is not None
+                                                      else "") + f": {shown}"
 
 
-def wait(rest: NniRest, timeout: float, poll: float = 3.0, echo=print) -> str:
-    """Until every trial has ended and NNI has nothing left to run; prints each trial as it ends."""
+def latest_epochs(metrics: list[dict[str, Any]]) -> dict[str, tuple[int, float | None]]:
+    """trial id -> (intermediate results so far, the latest one's default)."""
+    latest: dict[str, tuple[int, float | None]] = {}
+    for metric in metrics:
+        if metric.get("type") != "PERIODICAL":
+            continue
+        value = json.loads(metric["data"])
+        value = json.loads(value) if isinstance(value, str) else value
+        count = latest.get(metric["trialJobId"], (0, None))[0] + 1
+        latest[metric["trialJobId"]] = (count, value.get("default") if isinstance(value, dict) else value)
+    return latest
+
+
+def heartbeat(trials: list[dict[str, Any]], metrics: list[dict[str, Any]], elapsed: float) -> str:
+    """One line on what is running: '[12m05s] 1 running (XPId4 epoch 3, default 0.7120), 2 ended, 1 waiting'."""
+    latest = latest_epochs(metrics)
+    running = []
+    for trial in trials:
+        if trial["status"] == "RUNNING":
+            epochs, score = latest.get(trial["trialJobId"], (0, None))
+            progress = f"epoch {epochs}" + (f", default {score:.4f}" if isinstance(score, (int, float)) else "")
+            running.append(f"{trial['trialJobId']} {progress if epochs else 'first epoch'}")
+    ended = sum(trial["status"] in FINISHED_TRIAL for trial in trials)
+    waiting = sum(trial["status"] in {"WAITING", "UNKNOWN"} for trial in trials)
+    minutes, seconds = divmod(int(elapsed), 60)
+    return (f"[{minutes}m{seconds:02d}s] {len(running)} running" + (f" ({'; '.join(running)})" if running else "")
+            + f", {ended} ended" + (f", {waiting} waiting" if waiting else ""))
+
+
+def wait(rest: NniRest, timeout: float, poll: float = 3.0, echo=print, manager_log: Path | None = None,
+         heartbeat_every: float = 60.0) -> str:
+    """Until every trial has ended and NNI has nothing left to run; prints each trial as it ends (a cancelled
+    one with NNI's reason, read from manager_log) and a heartbeat line every `heartbeat_every` seconds."""
     reported: set[str] = set()
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline, next_beat = started + timeout, started + heartbeat_every
     while time.monotonic() < deadline:
         status = rest.status()["status"]
         trials = rest.trials()
-        for trial in trials:
-            if trial["status"] in FINISHED_TRIAL and trial["trialJobId"] not in reported:
-                reported.add(trial["trialJobId"])
-                echo(describe(trial))
+        ended = [t for t in trials if t["status"] in FINISHED_TRIAL and t["trialJobId"] not in reported]
+        reasons = cancel_reasons(read_text(manager_log)) if any(t["status"] in CANCELLED for t in ended) else {}
+        for trial in ended:
+            reported.add(trial["trialJobId"])
+            echo(describe(trial, reasons.get(trial["trialJobId"])))
         if status in FAILED_EXPERIMENT:
             return status
         if status in DONE_EXPERIMENT and all(t["status"] in FINISHED_TRIAL for t in trials):
             return status
+        if time.monotonic() >= next_beat:
+            echo(heartbeat(trials, rest.metrics(), time.monotonic() - started))
+            next_beat = time.monotonic() + heartbeat_every
         time.sleep(poll)
     raise UserError(f"the experiment did not finish within {timeout:.0f} s (it keeps running; nnictl stop)")
+
+
+def read_text(path: Path | None) -> str:
+    try:
+        return path.read_text(errors="replace") if path is not None else ""
+    except OSError:
+        return ""
 
 
 def soft_csvs(working_dir: Path, experiment_id: str) -> list[Path]:
@@ -208,18 +297,26 @@ def main(argv: list[str] | None = None) -> int:
     if port != args.port:
         print(f"port {args.port} is taken: using {port}")
 
-    experiment_id = start(staged, port)
+    before = set(working_dir.iterdir())
+    try:
+        experiment_id = start(staged, port)
+    except UserError:
+        remove_failed_start(working_dir, before, staged)
+        raise
     print(f"experiment {experiment_id} started from {staged}\n"
           f"web UI: http://localhost:{port} (no authentication: reach it through an SSH tunnel, "
           f"ssh -L {port}:localhost:{port} this-machine)")
+    rest = NniRest(port)
     try:
-        status = wait(NniRest(port), args.timeout)
+        status = wait(rest, args.timeout, manager_log=working_dir / experiment_id / "log" / "nnimanager.log")
+        succeeded = sum(trial["status"] == "SUCCEEDED" for trial in rest.trials())
     except BaseException:
         if args.stop:
             stop(experiment_id)
         raise
     csvs = soft_csvs(working_dir, experiment_id)
-    print(f"experiment {experiment_id} {status}: {len(csvs)} eval soft CSVs under {working_dir / experiment_id}")
+    print(f"experiment {experiment_id} {status}: {succeeded} trial(s) succeeded, {len(csvs)} eval soft CSVs under "
+          f"{working_dir / experiment_id}")
     for run in sorted({path.parent for path in csvs}):
         print(f"  {run.name}: {sum(path.parent == run for path in csvs)}")
     if args.stop:
@@ -227,8 +324,41 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped; `nnictl view {experiment_id}` shows it again")
     else:
         print(f"the web UI stays up: `nnictl stop {experiment_id}` when done")
-    print(f"ensemble: python -m ensemble --from {working_dir / experiment_id} --select -o submission.csv")
+    print(ensemble_hint(working_dir / experiment_id, len(csvs), trial_data_dir(config["trialCommand"])))
+    if not succeeded:
+        print("no trial succeeded: see the trial logs under "
+              f"{working_dir / experiment_id / 'environments'} (or the web UI's trial detail)", file=sys.stderr)
+        return 1
     return 0 if status in DONE_EXPERIMENT else 1
+
+
+def trial_data_dir(trial_command: str) -> Path | None:
+    """The --data_dir the trials run with (the last one, as argparse reads it), or None."""
+    words = shlex.split(trial_command)
+    found = [words[i + 1] for i, word in enumerate(words[:-1]) if word == "--data_dir"]
+    return Path(found[-1]) if found else None
+
+
+def ensemble_hint(experiment_dir: Path, csv_count: int, data_dir: Path | None) -> str:
+    """The command that blends this experiment, as it can be run; a sentence instead when there is nothing to blend."""
+    if not csv_count:
+        return ("no soft CSV was written (no epoch reached the trials' --dump_threshold with a falling train loss), "
+                "so there is nothing to ensemble yet: train longer (-- --epochs N) or lower --dump_threshold")
+    info = data_dir / "eval" / "info.csv" if data_dir is not None else None
+    command = ["python", "-m", "ensemble", "--from", str(experiment_dir), "--select"]
+    if info is not None and info.is_file():
+        command += ["--info", str(info)]
+    return "ensemble: " + shlex.join(command + ["-o", "submission.csv"])
+
+
+def remove_failed_start(working_dir: Path, before: set[Path], staged: Path) -> None:
+    """What a failed `nnictl create` left: the experiment folder NNI made (only NNI's own files: nothing of the
+    user's is in a folder made this second) and the staged config."""
+    for made in set(working_dir.iterdir()) - before:
+        if made.is_dir() and not any(made.glob("*/params.json")):
+            shutil.rmtree(made, ignore_errors=True)
+            print(f"removed {made}, the folder of the experiment that failed to start", file=sys.stderr)
+    staged.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp="$VENV/.installed-$(cat "${files[@]}" | sha1sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  echo "installing the requirements into $VENV (torch with CUDA libraries: about 5.5 GB, a few minutes)"
+  names="$(for f in "${files[@]}"; do basename "$f"; done | paste -sd' ')"
+  if "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+    echo "installing $names into $VENV (torch is already there: only what is missing or changed)"
+  else
+    echo "installing $names into $VENV (first time: torch with its CUDA libraries, about 5.5 GB, a few minutes)"
+  fi
   "$VENV/bin/python" -m pip install --quiet --upgrade pip &&
     "$VENV/bin/python" -m pip install --quiet $(printf -- '-r %s ' "${files[@]}") &&
     touch "$stamp" || { echo "installing the requirements failed" >&2; return 1 2>/dev/null || exit 1; }

@@ -64,7 +64,8 @@ def test_nnictl_runs_the_cpu_demo_experiment_to_the_end(demo_dir, tmp_path):
         periodical = [json.loads(json.loads(m["data"])) for m in mine if m["type"] == "PERIODICAL"]
         final = [json.loads(json.loads(m["data"])) for m in mine if m["type"] == "FINAL"]
         assert len(periodical) == EPOCHS and len(final) == 1
-        assert all({"default", "train_loss", "val_acc", "val_f1"} <= set(p) for p in periodical)
+        assert all({"default", "train_loss", "val_acc", "val_f1", "epoch_lr"} <= set(p) for p in periodical)
+        assert not any("lr" in p for p in periodical + final), "a metric key shadows the searched lr"
         assert final[0]["default"] == max(p["default"] for p in periodical)
 
         run = next((tmp_path / "experiments" / experiment_id).glob(f"*_{trial['trialJobId']}"))

@@ -1,7 +1,7 @@
 """What a trial records per epoch and what it tells NNI, as pure functions of the epoch's numbers."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -42,9 +42,13 @@ def default_key(metric: str, has_validation: bool) -> str:
     return metric if has_validation else "train_acc"
 
 
-def nni_metric(record: dict[str, Any], key: str) -> dict[str, Any]:
-    """NNI's dict metric: 'default' for the tuner and assessor, the other numbers for the web UI."""
-    extra = {name: value for name, value in record.items()
+def nni_metric(record: dict[str, Any], key: str, reserved: Collection[str] = ()) -> dict[str, Any]:
+    """NNI's dict metric: 'default' for the tuner and assessor, the other numbers for the web UI.
+
+    A number named like a search-space key (`reserved`: the trial's flags) is sent as epoch_<name>: NNI's export
+    and the web UI's hyper-parameter view merge metric keys over the trial's parameters, so the epoch's scheduled
+    `lr` would otherwise be shown as the lr the tuner chose."""
+    extra = {f"epoch_{name}" if name in reserved else name: value for name, value in record.items()
              if isinstance(value, (int, float)) and not isinstance(value, bool)}
     return {"default": record[key], **extra}
 

@@ -4,6 +4,7 @@ added to the list trial.py builds."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Any, Protocol
 
 from harness.outputs.records import nni_metric
@@ -36,19 +37,19 @@ class MetricsFile:
 class NniReport:
     """One intermediate result per epoch; the best epoch's dict as the final result (standalone: NNI logs them)."""
 
-    def __init__(self, key: str) -> None:
-        self.key = key
+    def __init__(self, key: str, reserved: Collection[str] = ()) -> None:
+        self.key, self.reserved = key, reserved  # reserved: the search-space keys no metric may shadow
 
     def epoch(self, record: dict[str, Any]) -> None:
         import nni
 
-        nni.report_intermediate_result(nni_metric(record, self.key))
+        nni.report_intermediate_result(nni_metric(record, self.key, self.reserved))
 
     def close(self, best: dict[str, Any] | None) -> None:
         import nni
 
         if best is not None:
-            nni.report_final_result(nni_metric(best, self.key))
+            nni.report_final_result(nni_metric(best, self.key, self.reserved))
 
 
 class LogLine:

@@ -1,0 +1,86 @@
+"""What python -m harness.experiment tells a user while and after an experiment runs (pure parts, and one real
+experiment whose only trial NNI cancels)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from harness.experiment import (
+    cancel_reasons,
+    describe,
+    ensemble_hint,
+    free_port,
+    heartbeat,
+    merge_flags,
+    trial_data_dir,
+    with_overrides,
+)
+from harness.outputs.records import nni_metric
+from harness.params import FLAG_TYPES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_flags_already_in_the_trial_command_are_replaced_not_doubled(tmp_path):
+    config = {"trialCommand": "python trial.py --data_dir data/demo --output_dir nni_experiments --epochs 6",
+              "experimentWorkingDirectory": "runs"}
+    command = with_overrides(config, tmp_path, trial_args=["--data_dir", "/my data", "--lr", "0.1"])["trialCommand"]
+    assert command == (f"python trial.py --data_dir '/my data' --output_dir {tmp_path / 'runs'} --epochs 6 "
+                       f"--lr 0.1")
+    assert merge_flags("python trial.py --pretrained true", ["--pretrained", "false", "--cache"]) == \
+        "python trial.py --pretrained false --cache"
+
+
+def test_no_metric_sent_to_nni_shadows_a_search_space_key():
+    record = {"epoch": 3, "train_acc": 0.5, "val_acc": 0.6, "lr": 0.002, "seconds": 1.5, "dumped": True}
+    metric = nni_metric(record, "val_acc", FLAG_TYPES)
+    assert metric == {"default": 0.6, "epoch": 3, "train_acc": 0.5, "val_acc": 0.6, "epoch_lr": 0.002,
+                      "seconds": 1.5}
+    assert not set(metric) & set(FLAG_TYPES)
+
+
+def test_a_cancelled_trial_is_described_with_nni_s_reason():
+    log = ("[2026-12-02 10:00:00] INFO (NNIManager) Trial job XPId4 has been canceled because it is over max "
+           "trial duration.\n[2026-12-02 10:00:01] INFO (NNIManager) something else\n")
+    reasons = cancel_reasons(log)
+    assert reasons == {"XPId4": "over max trial duration"}
+    trial = {"trialJobId": "XPId4", "status": "USER_CANCELED",
+             "hyperParameters": [json.dumps({"parameters": {"model": "resnet10t"}})]}
+    assert describe(trial, reasons["XPId4"]) == "trial XPId4 USER_CANCELED (over max trial duration): model=resnet10t"
+    assert "web UI or nnictl" in describe(trial)
+
+
+def test_the_heartbeat_names_running_trials_their_epoch_and_metric():
+    trials = [{"trialJobId": "A", "status": "RUNNING"}, {"trialJobId": "B", "status": "SUCCEEDED"},
+              {"trialJobId": "C", "status": "WAITING"}]
+    metrics = [{"trialJobId": "A", "type": "PERIODICAL", "data": json.dumps(json.dumps({"default": d}))}
+               for d in (0.5, 0.625)]
+    assert heartbeat(trials, metrics, 725) == "[12m05s] 1 running (A epoch 2, default 0.6250), 1 ended, 1 waiting"
+
+
+def test_the_ensemble_hint_works_as_printed_or_says_why_there_is_none(demo_dir, tmp_path):
+    hint = ensemble_hint(tmp_path / "exp", 3, demo_dir)
+    assert hint == (f"ensemble: python -m ensemble --from {tmp_path / 'exp'} --select --info "
+                    f"{demo_dir / 'eval' / 'info.csv'} -o submission.csv")
+    assert "--info" not in ensemble_hint(tmp_path / "exp", 3, tmp_path / "no-eval")
+    assert ensemble_hint(tmp_path / "exp", 0, demo_dir).startswith("no soft CSV was written")
+    assert trial_data_dir("python trial.py --data_dir a --epochs 2 --data_dir 'b c'") == Path("b c")
+
+
+def test_a_trial_nni_cancels_is_explained_and_the_run_exits_non_zero(demo_dir, tmp_path):
+    config = yaml.safe_load((ROOT / "config.demo.yml").read_text())
+    config.update(searchSpaceFile=str(ROOT / "search_space.demo.json"), trialCodeDirectory=str(ROOT),
+                  maxTrialDuration="1s", maxTrialNumber=1)
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.experiment", "--config", str(path), "--working_dir", str(tmp_path / "exp"),
+         "--port", str(free_port()), "--stop", "--timeout", "300", "--",
+         "--data_dir", str(demo_dir), "--epochs", "50", "--img_size", "32", "--num_workers", "0"],
+        capture_output=True, text=True, cwd=ROOT, timeout=400)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "USER_CANCELED (over max trial duration)" in done.stdout, done.stdout
+    assert "0 trial(s) succeeded" in done.stdout and "no trial succeeded" in done.stderr
+    assert "pkg_resources is deprecated" not in done.stdout + done.stderr
