@@ -22,6 +22,7 @@ from harness.data.loaders import Loaders, LoaderSettings, build_loaders
 from harness.data.split import split_indices
 from harness.data.transforms import Normalizer
 from harness.errors import run_cli
+from harness.outputs.progress import EpochProgress
 from harness.outputs.records import best_record, default_key, epoch_record
 from harness.outputs.run_folder import RunFolder, run_folder_name, trial_identity
 from harness.outputs.sinks import EpochSink, LogLine, MetricsFile, NniReport
@@ -106,8 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     predictor = Predictor(model, heads, normalize, precision)
     key = default_key(params.metric, loaders.val is not None)
     sinks: list[EpochSink] = [MetricsFile(run), NniReport(key, reserved=FLAG_TYPES), LogLine(params.epochs, key)]
-    log.info("%s on %s (%s, amp %s, channels_last %s), %d classes, %s loss", params.model, device, task,
-             precision.amp_dtype, precision.channels_last, heads[task], params.criterion)
+    log.info("%s on %s (%s; %s, channels_last %s), %d classes, %s loss", params.model, device, task,
+             precision.reason, precision.channels_last, heads[task], params.criterion)
 
     try:
         train(params, model, heads, criteria, loaders, predictor, run, sinks)
@@ -135,7 +136,8 @@ def train(params: TrialParams, model: torch.nn.Module, heads: dict[str, int], cr
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         result = train_one_epoch(model, loaders.train, heads, criteria, optimizer, predictor.normalize,
-                                 predictor.precision, scaler)
+                                 predictor.precision, scaler,
+                                 on_batch=EpochProgress(epoch, params.epochs, len(loaders.train)))
         val = predictor(loaders.val, criteria) if loaders.val else None
         record = epoch_record(epoch, result, val, loaders.val_labels, heads, lr)
         dump = should_dump(result.accuracy, result.loss, last_dump_loss, params.dump_threshold)

@@ -20,8 +20,9 @@ TRUE_WORDS = {"true", "1", "yes", "on"}
 FALSE_WORDS = {"false", "0", "no", "off"}
 
 
-def _flag(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices})
+def _flag(default: Any, help: str, choices: Sequence[str] | None = None, tunable: bool = True) -> Any:
+    """tunable=False: a flag only the config's trialCommand (or a user's command line) may set, never NNI."""
+    return field(default=default, metadata={"help": help, "choices": choices, "tunable": tunable})
 
 
 @dataclass
@@ -43,8 +44,9 @@ class TrialParams:
     momentum: float = _flag(0.9, "momentum for sgd")
     epochs: int = _flag(20, "training epochs")
     # Data.
-    data_dir: str = _flag("data/mask", "data set root holding train/ (and eval/ for predictions)")
-    output_dir: str = _flag("nni_experiments", "root of the run folders: <output_dir>/<experiment>/<run>/")
+    data_dir: str = _flag("data/mask", "data set root holding train/ (and eval/ for predictions)", tunable=False)
+    output_dir: str = _flag("nni_experiments", "root of the run folders: <output_dir>/<experiment>/<run>/",
+                            tunable=False)
     img_size: int = _flag(224, "square side the images are resized to")
     crop: float = _flag(0.8, "central fraction of each side kept before resizing (1 keeps the whole image)")
     val_ratio: float = _flag(0.2, "share of people (or images, for single-label data) held out; 0: no validation")
@@ -52,7 +54,8 @@ class TrialParams:
     num_workers: int = _flag(2, "DataLoader worker processes")
     # Model.
     pretrained: bool = _flag(True, "start from ImageNet weights")
-    weights: str = _flag("", "local weights file for --pretrained true, for machines that cannot download")
+    weights: str = _flag("", "local weights file for --pretrained true, for machines that cannot download",
+                         tunable=False)
     # Outputs.
     dump_threshold: float = _flag(0.9, "dump soft CSVs at epochs whose train accuracy reaches this and whose train "
                                        "loss is below the last dump's")
@@ -61,11 +64,12 @@ class TrialParams:
     # Speed.
     cache: bool = _flag(True, "decode every image once into a shared memory-mapped cache")
     cache_dir: str = _flag("", "where the decoded-image cache lives; empty: $XDG_CACHE_HOME/nni-harness or "
-                               "~/.cache/nni-harness (shared storage for trials on several machines)")
-    device: str = _flag("auto", "auto uses cuda when present", ("auto", "cuda", "cpu"))
-    amp: str = _flag("auto", "mixed precision on cuda: auto picks bf16 where supported, else fp16 with a grad scaler",
+                               "~/.cache/nni-harness (shared storage for trials on several machines)", tunable=False)
+    device: str = _flag("auto", "auto uses cuda when present", ("auto", "cuda", "cpu"), tunable=False)
+    amp: str = _flag("auto", "mixed precision: auto picks bf16 on a GPU or CPU that has it (else fp16 with a "
+                     "grad scaler on cuda, fp32 on a CPU); off keeps fp32",
                      ("auto", "bf16", "fp16", "off"))
-    channels_last: str = _flag("auto", "channels_last memory format: auto turns it on with mixed precision on cuda",
+    channels_last: str = _flag("auto", "channels_last memory format: auto turns it on with mixed precision",
                                ("auto", "true", "false"))
     pin_memory: bool = _flag(True, "page-locked batches on cuda, so host-to-GPU copies overlap with compute")
     cudnn_benchmark: bool = _flag(True, "let cuDNN pick the fastest kernels for the fixed input size")
@@ -77,6 +81,10 @@ class TrialParams:
 
 
 FLAG_TYPES: dict[str, type] = get_type_hints(TrialParams)
+# Paths and the device come from the config's trialCommand only. NNI's REST API has no authentication: anyone who
+# reaches its port can add a trial with any parameters, so a tuner-supplied path could make a trial read or write
+# any folder the user can.
+UNTUNABLE: frozenset[str] = frozenset(f.name for f in fields(TrialParams) if not f.metadata["tunable"])
 
 
 def parse_bool(value: Any, name: str) -> bool:
@@ -133,7 +141,10 @@ def merge_parameters(flags: Mapping[str, Any], tuned: Mapping[str, Any] | None) 
     for key, value in (tuned or {}).items():
         if key not in FLAG_TYPES:
             raise UserError(f"search-space key {key!r} is not a trial.py flag: expected one of "
-                            f"{', '.join(sorted(FLAG_TYPES))}")
+                            f"{', '.join(sorted(FLAG_TYPES.keys() - UNTUNABLE))}")
+        if key in UNTUNABLE:
+            raise UserError(f"search-space key {key!r} cannot come from NNI: paths and the device are set in the "
+                            f"config's trialCommand (--{key}), never by the tuner")
         merged[key] = coerce(key, value)
     params = TrialParams(**merged)
     check(params)
@@ -148,7 +159,9 @@ def check(params: TrialParams) -> None:
         if choices and value not in choices:
             raise UserError(f"{f.name} must be one of {', '.join(choices)}, got {value!r}")
     ranges = {
-        "batch_size": (params.batch_size >= 1, "at least 1"),
+        # BatchNorm cannot normalise a batch of one image in training.
+        "batch_size": (params.batch_size >= 2, "at least 2 (BatchNorm cannot train on batches of one image)"),
+        "seed": (params.seed >= 0, "0 or more"),
         "epochs": (params.epochs >= 1, "at least 1"),
         "lr": (params.lr > 0, "above 0"),
         "weight_decay": (params.weight_decay >= 0, "0 or more"),
@@ -159,6 +172,10 @@ def check(params: TrialParams) -> None:
         "num_workers": (params.num_workers >= 0, "0 or more"),
         "dump_threshold": (0 <= params.dump_threshold <= 1, "in [0, 1]"),
     }
+    for f in fields(TrialParams):
+        value = getattr(params, f.name)
+        if FLAG_TYPES[f.name] is float and not math.isfinite(value):
+            raise UserError(f"{f.name} must be a finite number, got {value!r}")
     for name, (ok, expected) in ranges.items():
         if not ok:
             raise UserError(f"{name} must be {expected}, got {getattr(params, name)!r}")

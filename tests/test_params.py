@@ -5,7 +5,7 @@ import pytest
 
 from harness.data.labels import TASKS
 from harness.errors import UserError
-from harness.params import FLAG_TYPES, TrialParams, build_parser, merge_parameters, parse_params
+from harness.params import FLAG_TYPES, UNTUNABLE, TrialParams, build_parser, merge_parameters, parse_params
 from harness.train.losses import LOSSES
 from harness.train.optim import OPTIMIZERS
 from models import is_known
@@ -77,7 +77,9 @@ def test_integral_floats_from_quniform_become_ints():
     ({"criterion": "mse"}, "criterion must be one of"),
     ({"classification": "race"}, "classification must be one of"),
     ({"optimizer": "lion"}, "optimizer must be one of"),
-    ({"batch_size": 0}, "batch_size must be at least 1"),
+    ({"batch_size": 0}, "batch_size must be at least 2"),
+    ({"batch_size": 1}, "batch_size must be at least 2 (BatchNorm cannot train on batches of one image)"),
+    ({"seed": -1}, "seed must be 0 or more, got -1"),
     ({"val_ratio": 1.0}, "val_ratio must be in [0, 1)"),
     ({"pretrained": "maybe"}, "pretrained must be true or false"),
 ])
@@ -86,6 +88,29 @@ def test_bad_parameters_fail_with_one_clear_line(tuned, message):
         parse_params([], tuned)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["data_dir", "output_dir", "cache_dir", "weights", "device"])
+def test_paths_and_the_device_cannot_come_from_nni(key):
+    """NNI's REST API is unauthenticated: a trial added through it must not choose where a trial reads or writes."""
+    with pytest.raises(UserError, match=f"search-space key '{key}' cannot come from NNI: paths and the device are "
+                                        f"set in the config's trialCommand \\(--{key}\\)"):
+        parse_params([], {key: "/etc"})
+    assert parse_params([f"--{key}", "cpu" if key == "device" else "/tmp/x"], None)  # the command line may
+
+
+@pytest.mark.parametrize("argv, message", [(["--lr", "inf"], "lr must be a finite number, got inf"),
+                                           (["--weight_decay", "nan"], "weight_decay must be a finite number"),
+                                           (["--seed", "-1"], "seed must be 0 or more")])
+def test_non_finite_and_negative_flags_are_refused(argv, message):
+    with pytest.raises(UserError, match=message):
+        parse_params(argv, None)
+
+
+def test_every_search_space_key_is_tunable():
+    for name in ("search_space.json", "search_space.demo.json"):
+        space = json.loads((ROOT / name).read_text())
+        assert not set(space) & UNTUNABLE
 
 
 @pytest.mark.parametrize("text, expected", [("true", True), ("False", False), ("1", True), ("no", False)])

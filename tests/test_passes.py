@@ -98,14 +98,28 @@ def test_fp16_uses_a_grad_scaler_and_bf16_does_not():
     assert Precision(torch.device("cpu")).grad_scaler() is None
 
 
-@pytest.mark.parametrize("amp, channels_last, expected", [
-    ("auto", "auto", (None, False)),   # a CPU trains in fp32: autocast there is slower
-    ("bf16", "auto", (None, False)),
-    ("auto", "true", (None, True)),
+@pytest.mark.parametrize("amp, channels_last, native, expected", [
+    ("auto", "auto", True, (torch.bfloat16, True)),   # AVX-512 BF16 / AMX: bf16 pays, with NHWC
+    ("auto", "auto", False, (None, False)),           # emulated bf16 is slower than fp32
+    ("bf16", "auto", False, (torch.bfloat16, True)),  # asked for explicitly
+    ("off", "auto", True, (None, False)),
+    ("fp16", "auto", True, (None, False)),            # fp16 autocast is for cuda only
+    ("auto", "false", True, (torch.bfloat16, False)),
+    ("off", "true", False, (None, True)),
 ])
-def test_cpu_precision_choices(amp, channels_last, expected):
-    precision = resolve_precision(torch.device("cpu"), amp, channels_last)
+def test_cpu_precision_choices(amp, channels_last, native, expected):
+    precision = resolve_precision(torch.device("cpu"), amp, channels_last, cpu_bf16=native)
     assert (precision.amp_dtype, precision.channels_last) == expected
+    assert precision.reason
+
+
+def test_native_bf16_is_read_from_the_cpu_flags():
+    from harness.train.precision import cpu_has_native_bf16
+
+    assert cpu_has_native_bf16("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16\n")
+    assert cpu_has_native_bf16("flags\t: fpu amx_bf16 amx_tile\n")
+    assert not cpu_has_native_bf16("flags\t: fpu sse avx2 avx512f\n")
+    assert not cpu_has_native_bf16("")
 
 
 def test_benchmark_precision_table_runs(monkeypatch):
