@@ -25,7 +25,7 @@ from harness.errors import run_cli
 from harness.outputs.progress import EpochProgress
 from harness.outputs.records import best_record, default_key, epoch_record
 from harness.outputs.run_folder import RunFolder, run_folder_name, trial_identity
-from harness.outputs.sinks import EpochSink, LogLine, MetricsFile, NniReport
+from harness.outputs.sinks import EpochSink, LogLine, MetricsFile, NniReport, TensorBoard, tensorboard_dir
 from harness.outputs.soft_csv import should_dump
 from harness.params import FLAG_TYPES, TrialParams, parse_params
 from harness.train.allocator import keep_freed_memory
@@ -107,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     predictor = Predictor(model, heads, normalize, precision)
     key = default_key(params.metric, loaders.val is not None)
     sinks: list[EpochSink] = [MetricsFile(run), NniReport(key, reserved=FLAG_TYPES), LogLine(params.epochs, key)]
+    if params.tensorboard:
+        sinks.append(TensorBoard(tensorboard_dir(run.path)))
     log.info("%s on %s (%s; %s, channels_last %s), %d classes, %s loss", params.model, device, task,
              precision.reason, precision.channels_last, heads[task], params.criterion)
 

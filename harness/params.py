@@ -61,6 +61,8 @@ class TrialParams:
                                        "loss is below the last dump's")
     metric: str = _flag("val_acc", "what NNI's tuner maximises ('default'); train_acc when there is no validation",
                         ("val_acc", "val_f1"))
+    tensorboard: bool = _flag(True, "per-epoch scalars for TensorBoard: $NNI_OUTPUT_DIR/tensorboard under NNI (its "
+                                    "web UI's TensorBoard button), <run folder>/tensorboard standalone")
     # Speed.
     cache: bool = _flag(True, "decode every image once into a shared memory-mapped cache")
     cache_dir: str = _flag("", "where the decoded-image cache lives; empty: $XDG_CACHE_HOME/nni-harness or "

@@ -40,6 +40,7 @@ def test_standalone_trial_writes_its_whole_run_folder(demo_dir, tmp_path, task, 
     assert params["num_classes"] == classes and params["experiment_id"] == "standalone"
     assert params["nni_parameters"] == {}
     assert list(run.glob("submission1_*_soft.csv")), "threshold 0: the first epoch always dumps"
+    check_tensorboard(run / "tensorboard", run / "metrics.jsonl")
     # validation holds whole people, the same ones whatever the task
     data = load_train(demo_dir)
     _, val_idx = split_indices(data.groups, data.group_strata, 0.2, 42)
@@ -166,3 +167,19 @@ def test_huge_learning_rate_ends_in_one_line(demo_dir, tmp_path):
                      "--lr", "1e30", "--optimizer", "sgd")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "the training loss became" in done.stderr.strip().splitlines()[-1]
+
+
+def check_tensorboard(log_dir: Path, metrics: Path) -> None:
+    """The event files hold every number of metrics.jsonl, per epoch, under TensorBoard tags."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from harness.outputs.sinks import scalar_tag
+
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    for key in ("train_loss", "train_acc", "val_acc", "val_f1", "lr", "train_images_per_s", "seconds"):
+        scalars = events.Scalars(scalar_tag(key))
+        assert [s.step for s in scalars] == [r["epoch"] for r in records]
+        assert [s.value for s in scalars] == pytest.approx([r[key] for r in records], rel=1e-6)
+    assert "train/loss" in events.Tags()["scalars"]

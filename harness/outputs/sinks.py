@@ -4,7 +4,9 @@ added to the list trial.py builds."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Collection
+from pathlib import Path
 from typing import Any, Protocol
 
 from harness.outputs.records import nni_metric
@@ -66,3 +68,36 @@ class LogLine:
     def close(self, best: dict[str, Any] | None) -> None:
         if best is not None:
             log.info("best epoch %d: %s %.4f", best["epoch"], self.key, best[self.key])
+
+
+def tensorboard_dir(run_path: Path) -> Path:
+    """Where NNI's web UI looks for a trial's TensorBoard logs ($NNI_OUTPUT_DIR/tensorboard); standalone runs
+    write them into the run folder."""
+    output = os.environ.get("NNI_OUTPUT_DIR")
+    return Path(output) / "tensorboard" if output else run_path / "tensorboard"
+
+
+def scalar_tag(key: str) -> str:
+    """metrics.jsonl key -> TensorBoard tag, grouped by stage: train_loss -> train/loss, val_f1_mask -> val/f1_mask."""
+    stage, _, rest = key.partition("_")
+    return f"{stage}/{rest}" if stage in ("train", "val") and rest else key
+
+
+class TensorBoard:
+    """Every number of each epoch's record as a TensorBoard scalar at step = epoch (loss, accuracy, macro-F1, the
+    epoch's learning rate, images per second, seconds), for NNI's TensorBoard button."""
+
+    def __init__(self, log_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only for trials that log
+
+        self.log_dir = log_dir
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        for key, value in record.items():
+            if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(scalar_tag(key), value, global_step=record["epoch"])
+        self.writer.flush()  # a trial may be killed at any epoch: what was logged stays readable
+
+    def close(self, best: dict[str, Any] | None) -> None:
+        self.writer.close()
