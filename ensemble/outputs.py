@@ -40,4 +40,7 @@ def write_outputs(frames: Mapping[Path, pd.DataFrame], protected: Iterable[Path]
         if path.resolve() in taken:
             raise UserError(f"{path}: is one of the inputs; choose another -o so it is not overwritten")
     for path, frame in frames.items():
+        replaced = path.exists()
         write_csv(frame, path)
+        if replaced:  # the user asked for this path, but should know an earlier file is gone
+            print(f"replaced the earlier {path}")

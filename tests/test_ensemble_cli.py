@@ -50,6 +50,14 @@ def test_per_task_blend_writes_the_submission_and_each_tasks_soft_csv(csvs, tmp_
     assert "wrote" in stdout
 
 
+def test_a_second_blend_to_the_same_output_says_what_it_replaced(csvs, tmp_path, capsys):
+    out = tmp_path / "sub.csv"
+    code, stdout, _ = ensemble(capsys, "--multi", csvs["multi"], "-o", out)
+    assert code == 0 and "replaced" not in stdout
+    code, stdout, _ = ensemble(capsys, "--multi", csvs["multi"], "-o", out)
+    assert code == 0 and f"replaced the earlier {out}" in stdout
+
+
 def test_weights_and_weighted_globs(csvs, tmp_path, capsys):
     out = tmp_path / "sub.csv"
     # mask A x3, B x1: img_a [.55 .35 .1] -> 0; img_b [.125 .275 .6] -> 2; img_c [.325 .35 .325] -> 1

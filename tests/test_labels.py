@@ -54,3 +54,19 @@ def test_multi_label_is_mask_times_six_plus_gender_times_three_plus_age():
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_names_each_class(task):
     assert len(CLASS_NAMES[task]) == TASKS[task]
+
+
+def test_demo_data_never_replaces_a_folder_it_did_not_write(tmp_path):
+    from harness.data.demo import MARKER, generate
+
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("years of work")
+    with pytest.raises(UserError, match="is not empty and is not a demo data set this tool wrote"):
+        generate(mine, people=6, eval_images=1, width=32, height=32)
+    assert (mine / "thesis.txt").read_text() == "years of work"
+    demo = generate(tmp_path / "demo", people=6, eval_images=1, width=32, height=32)
+    assert (demo / MARKER).is_file()
+    (demo / "train" / "train.csv").unlink()
+    generate(demo, people=6, eval_images=2, width=32, height=32)  # its own folder: rewritten whole
+    assert (demo / "train" / "train.csv").is_file()

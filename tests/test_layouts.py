@@ -65,6 +65,7 @@ def test_class_folder_tree(tmp_path):
 @pytest.mark.parametrize("labels, names, encoded", [
     (["b", "a", "c", "a"], ["a", "b", "c"], [1, 0, 2, 0]),
     ([2, 0, 1, 3], ["0", "1", "2", "3"], [2, 0, 1, 3]),  # integer labels are the classes themselves
+    (["1", "01", "1.0", "0"], ["0", "1"], [1, 1, 1, 0]),  # one class however the number is written
 ])
 def test_path_label_csv(tmp_path, labels, names, encoded):
     (tmp_path / "train" / "images").mkdir(parents=True)
@@ -76,6 +77,24 @@ def test_path_label_csv(tmp_path, labels, names, encoded):
     assert data.class_names["multi"] == names
     assert data.labels["multi"].tolist() == encoded
     assert data.root == tmp_path / "train" / "images"
+
+
+def test_an_integer_label_far_beyond_the_images_is_refused(tmp_path):
+    (tmp_path / "train").mkdir()
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / "train" / name), np.zeros((8, 8, 3), np.uint8))
+    pd.DataFrame({"path": ["a.png", "b.png"], "label": [0, 300000]}).to_csv(tmp_path / "train" / "train.csv",
+                                                                         index=False)
+    with pytest.raises(UserError, match="row 3: label '300000' would make 300001 classes for 2 images"):
+        load_train(tmp_path)
+
+
+def test_an_empty_class_folder_is_refused(tmp_path):
+    for label in ("cat", "dog"):
+        (tmp_path / "train" / label).mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "train" / "cat" / "0.png"), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(UserError, match="train/dog holds no images: every class folder needs at least one"):
+        load_train(tmp_path)
 
 
 def break_csv(data, column, value):

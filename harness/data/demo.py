@@ -29,6 +29,8 @@ AGES = (18, 22, 25, 29, 30, 35, 42, 50, 55, 59, 60, 60, 62)
 HAIR_BY_AGE = ((35, 25, 20), (125, 110, 95), (235, 235, 230))
 SKIN = ((224, 172, 140), (198, 134, 66), (141, 85, 36), (255, 219, 172))
 MASK_COLOURS = ((245, 245, 245), (90, 160, 230), (30, 30, 30), (200, 90, 120), (110, 170, 90))
+# Marks a folder as a demo set written here: only such a folder (or an empty one) is ever replaced.
+MARKER = ".harness-demo-data"
 APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(4050)
 
 
@@ -79,11 +81,15 @@ def save(path: Path, image: np.ndarray) -> None:
 
 def generate(out: Path, people: int = 120, eval_images: int = 300, width: int = 384, height: int = 512,
              seed: int = 0, jpeg_only: bool = False) -> Path:
-    """Write the data set into `out` (replacing it). Returns `out`. jpeg_only: every photo a .jpg (benchmarks)."""
+    """Write the data set into `out` (replacing a demo set written earlier; any other non-empty folder is refused).
+    Returns `out`. jpeg_only: every photo a .jpg (benchmarks)."""
     if people < 6:
         raise UserError(f"--people must be at least 6 (every gender x age group), got {people}")
     rng = np.random.default_rng(seed)
     if out.exists():
+        if any(out.iterdir()) and not (out / MARKER).is_file():
+            raise UserError(f"{out} is not empty and is not a demo data set this tool wrote (no {MARKER} in it): "
+                            f"give --out a new or empty folder; nothing was changed")
         shutil.rmtree(out)
     images_dir = out / "train" / "images"
     images_dir.mkdir(parents=True)
@@ -122,4 +128,5 @@ def generate(out: Path, people: int = 120, eval_images: int = 300, width: int = 
     pd.DataFrame({"ImageID": [a["ImageID"] for a in answers], "ans": 0}).to_csv(out / "eval" / "info.csv",
                                                                                  index=False)
     pd.DataFrame(answers).to_csv(out / "eval_answers.csv", index=False)
+    (out / MARKER).write_text("written by python -m harness.demo_data; rewriting this folder replaces it whole\n")
     return out

@@ -149,6 +149,9 @@ def read_class_folders(train_dir: Path) -> TrainSet:
     paths, labels = [], []
     for index, name in enumerate(classes):
         found = list_images(train_dir / name)
+        if not found and len(classes) >= 2:
+            raise UserError(f"{train_dir / name} holds no images: every class folder needs at least one "
+                            f"({', '.join(sorted(IMAGE_EXTENSIONS))}), or remove it")
         paths += [f"{name}/{p}" for p in found]
         labels += [index] * len(found)
     if len(classes) < 2 or not paths:
@@ -165,7 +168,13 @@ def read_labels_csv(train_dir: Path) -> TrainSet:
         raise UserError(f"{csv_path} has no rows")
     as_int = pd.to_numeric(table["label"], errors="coerce")
     if as_int.notna().all() and (as_int >= 0).all() and (as_int % 1 == 0).all():
+        # "1", "01" and "1.0" are the same class 1.
         labels = as_int.to_numpy(dtype=np.int64)
+        if labels.max() >= len(labels):
+            row = int(labels.argmax())
+            raise UserError(f"{csv_path} row {row + 2}: label {table['label'].iloc[row]!r} would make "
+                            f"{labels.max() + 1} classes for {len(labels)} images: expected integer labels "
+                            f"0..K-1, or class names")
         names = [str(i) for i in range(int(labels.max()) + 1)]
     else:
         names = sorted(table["label"].unique())
