@@ -130,3 +130,78 @@ def test_no_room_falls_back_to_decoding(images, tmp_path, monkeypatch):
     root, paths = images
     monkeypatch.setattr(image_cache.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 0))
     assert cached_images(root, paths, 32, 0.8, tmp_path / "cache") is None
+
+
+def test_replaced_content_with_the_same_size_and_mtime_rebuilds(images, tmp_path):
+    root, paths = images
+    cache_dir = tmp_path / "cache"
+    before = cached_images(root, paths, 32, 0.8, cache_dir)
+    first, second = root / paths[0], root / paths[1]
+    stat = os.stat(first)
+    replacement = second.read_bytes()[:stat.st_size].ljust(stat.st_size, b"\0")  # same size, other pixels
+    first.write_bytes(replacement)
+    os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the same mtime
+    after = cached_images(root, paths, 32, 0.8, cache_dir)
+    assert not np.array_equal(after[0], before[0])
+    assert np.array_equal(after[0], load_prepared(first, 32, 0.8))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "emptied"])
+def test_a_damaged_cache_file_is_detected_and_rebuilt(images, tmp_path, damage):
+    root, paths = images
+    cache_dir = tmp_path / "cache"
+    cached_images(root, paths, 32, 0.8, cache_dir)
+    (target,) = cache_dir.glob("*.npy")
+    with open(target, "r+b") as handle:
+        handle.truncate(target.stat().st_size // 2 if damage == "truncated" else 0)
+    again = cached_images(root, paths, 32, 0.8, cache_dir)
+    assert np.array_equal(again[0], load_prepared(root / paths[0], 32, 0.8))
+
+
+def test_a_disk_that_fills_during_the_build_abandons_the_cache_cleanly(images, tmp_path, monkeypatch, caplog):
+    """What posix_fallocate reports when the room the free-space check saw is taken meanwhile."""
+    root, paths = images
+
+    def full(fd, offset, length):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    assert cached_images(root, paths, 32, 0.8, tmp_path / "cache") is None
+    assert "filled up while building" in caplog.text
+    assert not list((tmp_path / "cache").glob("*.npy")) and not list((tmp_path / "cache").glob(".*.tmp"))
+
+
+def test_a_trial_killed_while_building_blocks_no_later_trial(tmp_path):
+    """SIGKILL the builder while its workers decode: they die with it, the lock is free, and the next build runs."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from harness.data.demo import generate
+
+    data = generate(tmp_path / "data", people=6, eval_images=600, width=384, height=512, seed=1)
+    root = data / "eval" / "images"
+    cache_dir = tmp_path / "cache"
+    script = ("import sys; from pathlib import Path; from harness.data.image_cache import cached_images;"
+              "from harness.data.layouts import list_images; root = Path(sys.argv[1]);"
+              "cached_images(root, list_images(root), 64, 0.8, Path(sys.argv[2]), num_workers=2)")
+    builder = subprocess.Popen([sys.executable, "-c", script, str(root), str(cache_dir)],
+                               cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    deadline = time.monotonic() + 60
+    while not list(cache_dir.glob(".*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(cache_dir.glob(".*.tmp")), "the build never started"
+    time.sleep(1.0)  # the workers are decoding
+    builder.send_signal(signal.SIGKILL)
+    builder.wait(timeout=10)
+    time.sleep(0.5)
+    (lock,) = cache_dir.glob("*.lock")
+    import fcntl
+
+    with open(lock, "a") as handle:  # no orphaned worker holds it
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    cache = cached_images(root, list_images(root), 64, 0.8, cache_dir, num_workers=0)
+    assert cache.shape[0] == 600
+    assert not list(cache_dir.glob(".*.tmp")), "the killed build's temporary file was left"

@@ -1,6 +1,12 @@
 """Where a data set's prepared images come from: decoded from disk on every access, or from the shared cache."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -89,9 +95,28 @@ def whole_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor,
     return batch
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(worker_id: int = 0) -> None:
+    """A loader worker is killed (SIGKILL) the moment its parent dies, however the parent dies. torch's own check
+    runs only between batches, and a worker forked while the trial held a lock (the image cache's) keeps that lock
+    for as long as it lives: an orphan would block every later trial. Linux only; elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def seed_worker(worker_id: int) -> None:
     """Each worker draws different augmentations, reproducibly: torch seeds workers from the loader's generator,
-    albumentations takes its seed from it here."""
+    albumentations takes its seed from it here. Workers also die with the trial (die_with_parent)."""
+    die_with_parent(worker_id)
     info = torch.utils.data.get_worker_info()
     augment = getattr(info.dataset, "augment", None)
     if augment is not None and hasattr(augment, "set_random_seed"):
