@@ -141,8 +141,12 @@ def nnictl_env() -> dict[str, str]:
 
 def start(config_path: Path, port: int) -> str:
     """Start the experiment in the background; returns its id once the REST server answers."""
-    done = subprocess.run([nnictl(), "create", "--config", str(config_path), "--port", str(port)],
-                          capture_output=True, text=True, env=nnictl_env())
+    # nnictl through harness.nni_launch: the same command, with a web server allowed more than NNI's 3 s to answer.
+    nnictl()  # a clear error when NNI is not installed in this environment
+    done = subprocess.run([sys.executable, "-m", "harness.nni_launch", "create", "--config",
+                           str(Path(config_path).resolve()),
+                           "--port", str(port)], capture_output=True, text=True, env=nnictl_env(),
+                          cwd=Path(__file__).resolve().parents[1])
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()
         raise UserError(f"nnictl create --config {config_path} failed: {tail[-1] if tail else done.returncode}")

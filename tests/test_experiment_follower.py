@@ -84,3 +84,23 @@ def test_a_trial_nni_cancels_is_explained_and_the_run_exits_non_zero(demo_dir, t
     assert "USER_CANCELED (over max trial duration)" in done.stdout, done.stdout
     assert "0 trial(s) succeeded" in done.stdout and "no trial succeeded" in done.stderr
     assert "pkg_resources is deprecated" not in done.stdout + done.stderr
+
+
+def test_the_experiment_starts_while_every_core_is_busy(demo_dir, tmp_path):
+    """NNI's own launcher gives its web server 3 s; harness.nni_launch lets it take what a loaded machine needs."""
+    from harness.experiment import load_config, start, stop
+
+    config = with_overrides(load_config(ROOT / "config.demo.yml"), ROOT, working_dir=tmp_path / "exp", max_trials=1,
+                            trial_args=["--data_dir", str(demo_dir), "--epochs", "1", "--img_size", "32"])
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(config))
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(6)]
+    experiment_id = None
+    try:
+        experiment_id = start(path, free_port())
+    finally:
+        for burner in burners:
+            burner.kill()
+        if experiment_id:
+            stop(experiment_id)
+    assert experiment_id
