@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
+
+from harness.errors import UserError
 
 
 def _read_umask() -> int:
@@ -21,13 +25,35 @@ def _read_umask() -> int:
 UMASK = _read_umask()  # read once, at import: os.umask can only be read by setting it
 
 
+def make_folder(folder: str | os.PathLike) -> Path:
+    """mkdir -p, with one clear line when a file stands where a folder should be."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
+        raise UserError(f"{blocker} cannot be a folder: a file of that name is in the way") from None
+    except OSError as error:
+        raise UserError(f"{folder} cannot be created ({error.strerror})") from None
+    return folder
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """The hidden temporary files (.<name>.<random>.tmp) that a killed writer left in a folder only this process
+    writes into (a trial's run folder): removed, so that nothing half-written stays behind."""
+    stale = [p for p in Path(folder).glob(".*.tmp") if p.is_file()]
+    for leftover in stale:
+        leftover.unlink(missing_ok=True)
+    return stale
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside `path` to write to: when the block ends it is flushed to disk and renamed over
     `path`; if the block fails it is removed. Its name starts with '.' (and ends in .tmp) so that no glob over the
     folder picks up a half-written file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -39,9 +65,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
+        written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            free = shutil.disk_usage(path.parent).free
+            raise UserError(f"{path.parent} is full: writing {path.name} needed more than {written / 1e6:.1f} MB "
+                            f"({free / 1e6:.1f} MB free); nothing was written") from None
         raise
 
 

@@ -33,4 +33,7 @@ def run_cli(main: Callable[[], int | None], prog: str,
         code = main()
     except (UserError, *also) as error:
         exit_with(error, prog)
+    except KeyboardInterrupt:  # Ctrl-C: the user knows why; a traceback would only hide the line that matters
+        print(f"{prog}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     raise SystemExit(code or 0)

@@ -32,7 +32,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from torch.utils.data import DataLoader
 
-from harness.atomic import atomic_path
+from harness.atomic import atomic_path, make_folder
 from harness.data.batches import DecodedImages, die_with_parent
 
 log = logging.getLogger(__name__)
@@ -136,8 +136,7 @@ def cached_images(root: Path, paths: Sequence[str], img_size: int, crop: float, 
                   num_workers: int = 2, retry_damaged: bool = True) -> np.ndarray | None:
     """A read-only memory map [N, img_size, img_size, 3] of the prepared images, building it if needed;
     None when the disk has no room for it (the caller decodes from disk instead)."""
-    cache_dir = Path(cache_dir or default_cache_dir())
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = make_folder(cache_dir or default_cache_dir())
     target = cache_path(cache_dir, root, paths, img_size, crop)
     if not target.exists():
         with exclusive_lock(target.with_name(target.name.split("-")[0] + ".lock")):

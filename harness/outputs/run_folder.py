@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.atomic import write_csv, write_json, write_jsonl
+from harness.atomic import make_folder, remove_stale_temporaries, write_csv, write_json, write_jsonl
 from harness.outputs.soft_csv import soft_csv_names, soft_frame
 
 
@@ -31,8 +31,8 @@ def run_folder_name(task: str, model: str, batch_size: int, criterion: str, lr: 
 
 class RunFolder:
     def __init__(self, output_dir: str | os.PathLike, experiment_id: str, name: str) -> None:
-        self.path = Path(output_dir) / experiment_id / name
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path = make_folder(Path(output_dir) / experiment_id / name)
+        remove_stale_temporaries(self.path)  # a killed earlier run of this trial (NNI's resume) may have left some
         self.records: list[dict[str, Any]] = []
 
     def write_params(self, description: dict[str, Any]) -> None:

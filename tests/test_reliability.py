@@ -1,0 +1,87 @@
+"""Faults a day-long unattended search meets: full disks, files where folders belong, leftovers of killed writers,
+Ctrl-C. Each ends in one clear line (or works and says what it did) and leaves nothing half-written."""
+import contextlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.atomic import write_csv
+from harness.errors import UserError
+from harness.outputs.run_folder import RunFolder
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--model", "resnet10t", "--pretrained", "false", "--img_size", "32", "--batch_size", "8", "--lr", "0.003",
+        "--num_workers", "0", "--epochs", "1", "--dump_threshold", "0"]
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str):
+    """A tmpfs of `size` at folder (CI runs as root; on a machine that refuses the mount the test says why)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip()}): needs root")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def test_a_full_disk_ends_in_one_line_and_leaves_no_partial_file(tmp_path):
+    frame = pd.DataFrame(np.random.default_rng(0).random((20000, 18)), columns=[str(k) for k in range(18)])
+    with small_disk(tmp_path / "disk", "256k") as disk:
+        with pytest.raises(UserError, match=rf"{disk} is full: writing big.csv needed more than .* MB free\); "
+                                            "nothing was written"):
+            write_csv(frame, disk / "big.csv")
+        assert list(disk.iterdir()) == []
+
+
+def test_a_trial_whose_output_disk_fills_up_ends_in_one_line(demo_dir, tmp_path):
+    with small_disk(tmp_path / "disk", "16k") as disk:
+        done = subprocess.run([sys.executable, str(ROOT / "trial.py"), "--data_dir", str(demo_dir), "--output_dir",
+                               str(disk), "--cache_dir", str(tmp_path / "cache"), "--tensorboard", "false", *FAST],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert "Traceback" not in done.stderr
+        assert " is full: writing " in done.stderr.strip().splitlines()[-1]
+        assert not list(disk.rglob(".*.tmp")), "a temporary file was left on the full disk"
+
+
+@pytest.mark.parametrize("flag", ["--output_dir", "--cache_dir"])
+def test_a_file_where_a_folder_belongs_is_named(demo_dir, tmp_path, flag):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("mine")
+    args = ["--output_dir", str(tmp_path / "runs"), "--cache_dir", str(tmp_path / "cache")]
+    args[args.index(flag) + 1] = str(blocker)
+    done = subprocess.run([sys.executable, str(ROOT / "trial.py"), "--data_dir", str(demo_dir), *args, *FAST],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].endswith(f"{blocker} cannot be a folder: a file of that name is "
+                                                          "in the way")
+    assert blocker.read_text() == "mine"
+
+
+def test_leftovers_of_a_killed_soft_csv_write_are_removed_by_the_next_run_of_that_folder(tmp_path):
+    run = RunFolder(tmp_path, "exp", "multi_resnet10t_trial")
+    leftover = run.path / ".submission3_0.9312_0.2100_soft.csv.abc123.tmp"
+    leftover.write_text("ImageID,0\nhalf")
+    mine = run.path / "notes.txt"
+    mine.write_text("kept")
+    RunFolder(tmp_path, "exp", "multi_resnet10t_trial")  # NNI's resume re-runs the same trial
+    assert not leftover.exists() and mine.read_text() == "kept"
+
+
+def test_ctrl_c_ends_in_one_line():
+    from harness.errors import run_cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as stop:
+        run_cli(interrupted, "trial.py")
+    assert stop.value.code == 130
