@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from harness.data.opencv import cv2
 from harness.data.transforms import Normalizer, center_crop, decode, prepare, train_augment
 from harness.errors import UserError
 
@@ -45,3 +46,21 @@ def test_undecodable_image_is_named(tmp_path):
     bad.write_bytes(b"not a jpeg")
     with pytest.raises(UserError, match="broken.jpg cannot be decoded as an image"):
         decode(bad)
+
+
+def test_a_truncated_jpeg_is_named_in_the_warning(tmp_path, caplog):
+    import logging
+
+    from harness.data.transforms import decode, file_edges, is_truncated_jpeg
+
+    whole = tmp_path / "whole.jpg"
+    small = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    cv2.imwrite(str(whole), cv2.resize(small, (384, 512)))
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(whole.read_bytes()[:-3000])  # the end of the scan is gone
+    assert not is_truncated_jpeg(*file_edges(whole)) and is_truncated_jpeg(*file_edges(cut))
+    with caplog.at_level(logging.WARNING):
+        decode(whole)
+        assert not caplog.records
+        assert decode(cut).shape == (512, 384, 3)
+    assert f"{cut} is a truncated JPEG" in caplog.text

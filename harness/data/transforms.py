@@ -5,6 +5,7 @@
 3. normalise (whole batches, on the GPU when there is one): uint8 [B, H, W, C] -> float [B, C, H, W]."""
 from __future__ import annotations
 
+import logging
 import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over the network at import
@@ -16,12 +17,32 @@ import torch  # noqa: E402
 from harness.data.opencv import cv2  # noqa: E402
 from harness.errors import UserError  # noqa: E402
 
+log = logging.getLogger(__name__)
+
+
+def is_truncated_jpeg(head: bytes, tail: bytes) -> bool:
+    """A JPEG (head starts with its SOI marker) whose end-of-image marker is missing from the file's last bytes:
+    libjpeg decodes what is there and fills the rest with grey, warning on stderr without naming the file."""
+    return head[:2] == b"\xff\xd8" and b"\xff\xd9" not in tail
+
+
+def file_edges(path: str | os.PathLike, size: int = 64) -> tuple[bytes, bytes]:
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - size))
+        return head, handle.read(size)
+
 
 def decode(path: str | os.PathLike) -> np.ndarray:
-    """RGB uint8 HxWx3 (grey and RGBA images become RGB)."""
+    """RGB uint8 HxWx3 (grey and RGBA images become RGB). A truncated JPEG still decodes (as OpenCV does), and a
+    warning names it."""
     image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
     if image is None:
         raise UserError(f"{path} cannot be decoded as an image")
+    if is_truncated_jpeg(*file_edges(path)):
+        log.warning("%s is a truncated JPEG: its missing part is decoded as grey (replace the file to train on the "
+                    "whole photo)", path)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
