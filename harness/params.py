@@ -13,6 +13,7 @@ from typing import Any, get_type_hints
 
 from harness.data.labels import TASKS
 from harness.errors import UserError
+from harness.train.checkpoint import CHECKPOINT_MODES
 from harness.train.losses import LOSSES
 from harness.train.optim import OPTIMIZERS, SCHEDULERS
 
@@ -59,6 +60,11 @@ class TrialParams:
     # Outputs.
     dump_threshold: float = _flag(0.9, "dump soft CSVs at epochs whose train accuracy reaches this and whose train "
                                        "loss is below the last dump's")
+    # Checkpoints and resume (README: "Checkpoints, resume and budget-aware tuners").
+    checkpoint: str = _flag("last", "last: resumable state after every epoch (last.pt); best: the best epoch's "
+                                    "weights (best.pt); none", CHECKPOINT_MODES)
+    resume: str = _flag("", "a run folder to continue after its last completed epoch, with its params.json's "
+                            "values (other flags are ignored)")
     metric: str = _flag("val_acc", "what NNI's tuner maximises ('default'); train_acc when there is no validation",
                         ("val_acc", "val_f1"))
     tensorboard: bool = _flag(True, "per-epoch scalars for TensorBoard: $NNI_OUTPUT_DIR/tensorboard under NNI (its "
