@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if not resumed:
         run.write_params({
-        **params.to_dict(), "data_dir": str(Path(params.data_dir).resolve()),
+            **params.to_dict(), "data_dir": str(Path(params.data_dir).resolve()),
             "output_dir": str(Path(params.output_dir).resolve()), "experiment_id": experiment_id,
             "trial_id": trial_id, "parameter_id": nni.get_sequence_id(), "nni_parameters": received,
             "num_classes": heads[task], "class_names": train_set.class_names[task],

@@ -64,7 +64,7 @@ class TrialParams:
     checkpoint: str = _flag("last", "last: resumable state after every epoch (last.pt); best: the best epoch's "
                                     "weights (best.pt); none", CHECKPOINT_MODES)
     resume: str = _flag("", "a run folder to continue after its last completed epoch, with its params.json's "
-                            "values (other flags are ignored)")
+                            "values (other flags are ignored)", tunable=False)
     budget_unit: float = _flag(1.0, "epochs per unit of Hyperband's and BOHB's TRIAL_BUDGET: the trial trains "
                                     "max(1, round(TRIAL_BUDGET * budget_unit)) epochs instead of --epochs")
     metric: str = _flag("val_acc", "what NNI's tuner maximises ('default'); train_acc when there is no validation",

@@ -41,4 +41,5 @@ def read_params_json(folder: Path) -> dict[str, Any]:
 def recorded_params(recorded: dict[str, Any], **overrides: Any) -> TrialParams:
     """The TrialParams a run folder's params.json describes, with `overrides` over them."""
     values = {f.name: recorded[f.name] for f in fields(TrialParams) if f.name in recorded}
-    return merge_parameters({f.name: f.default for f in fields(TrialParams)}, {**values, **overrides})
+    # As flags, not as NNI's values: paths are recorded there, and only NNI is kept from setting paths.
+    return merge_parameters({**{f.name: f.default for f in fields(TrialParams)}, **values, **overrides}, None)
