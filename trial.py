@@ -24,11 +24,14 @@ from harness.data.transforms import Normalizer
 from harness.errors import run_cli
 from harness.outputs.progress import EpochProgress
 from harness.outputs.records import best_record, default_key, epoch_record
+from harness.outputs.resume import resumed_run
 from harness.outputs.run_folder import RunFolder, run_folder_name, trial_identity
 from harness.outputs.sinks import EpochSink, LogLine, MetricsFile, NniReport, TensorBoard, tensorboard_dir
 from harness.outputs.soft_csv import should_dump
+from harness.outputs.stop import Stopped, StopSignal, clear_stop, record_stop
 from harness.params import FLAG_TYPES, TrialParams, parse_params
 from harness.train.allocator import keep_freed_memory
+from harness.train.checkpoint import LAST, Checkpointer, TrainingState
 from harness.train.losses import create_loss
 from harness.train.optim import create_optimizer, create_scheduler
 from harness.train.passes import TrainingDiverged, train_one_epoch
@@ -65,6 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     received = next_parameters()
     params = parse_params(argv, received)
+    stop = StopSignal()
+    stop.install()  # before anything is written: a SIGTERM from here on waits for the write it interrupts
+    resumed = resumed_run(params.resume) if params.resume else None  # checked before anything is loaded
+    if resumed:
+        params = resumed[0]
     require_known(params.model)  # imports timm: only once the cheap checks passed
     seed_everything(params.seed)  # before the model: its initial weights follow the seed
 
@@ -75,19 +83,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     heads = {task: train_set.num_classes(task)}
     model = create_model(params.model, heads, params.pretrained, params.weights)
 
-    experiment_id, trial_id = trial_identity()
-    run = RunFolder(params.output_dir, experiment_id,
-                    run_folder_name(task, params.model, params.batch_size, params.criterion, params.lr, trial_id))
+    if resumed:
+        _, run, experiment_id, trial_id = resumed
+    else:  # under NNI a trial re-run by `nnictl resume` has the same id, hence the same folder and its last.pt
+        experiment_id, trial_id = trial_identity()
+        run = RunFolder(params.output_dir, experiment_id,
+                        run_folder_name(task, params.model, params.batch_size, params.criterion, params.lr, trial_id))
     # What the trial really ran with: NNI 3.0 can pair the wrong parameters with a trial when trials run
     # concurrently, so neither the folder name nor NNI's record is to be trusted over this file.
     import nni
 
-    run.write_params({
-        **params.to_dict(), "data_dir": str(Path(params.data_dir).resolve()),
-        "output_dir": str(Path(params.output_dir).resolve()), "experiment_id": experiment_id,
-        "trial_id": trial_id, "parameter_id": nni.get_sequence_id(), "nni_parameters": received,
-        "num_classes": heads[task], "class_names": train_set.class_names[task],
-        "data_layout": train_set.layout, "argv": argv})
+    if not resumed:
+        run.write_params({
+            **params.to_dict(), "data_dir": str(Path(params.data_dir).resolve()),
+            "output_dir": str(Path(params.output_dir).resolve()), "experiment_id": experiment_id,
+            "trial_id": trial_id, "parameter_id": nni.get_sequence_id(), "nni_parameters": received,
+            "num_classes": heads[task], "class_names": train_set.class_names[task],
+            "data_layout": train_set.layout, "argv": argv})
     log.info("run folder %s", run.path)
 
     keep_freed_memory()  # before the workers fork and the first batch: CPU steps reuse warm pages
@@ -112,8 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("%s on %s (%s; %s, channels_last %s), %d classes, %s loss", params.model, device, task,
              precision.reason, precision.channels_last, heads[task], params.criterion)
 
+    checkpointer = Checkpointer(run.path, params.checkpoint, key)
     try:
-        train(params, model, heads, criteria, loaders, predictor, run, sinks)
+        train(params, model, heads, criteria, loaders, predictor, run, sinks, checkpointer, stop)
+    except Stopped as stopped:
+        # NNI takes no final result from a stopped trial: none is reported. The checkpoint stays for a resume.
+        with stop.protect():
+            record_stop(run.path, str(stopped), run.records, LAST if params.checkpoint == "last" else None)
+        log.info("stopped by %s after epoch %d", stopped, len(run.records))
+        return 128 + stopped.signum
     except TrainingDiverged as error:
         best = best_record(run.records, key)
         for sink in sinks:
@@ -128,13 +147,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def train(params: TrialParams, model: torch.nn.Module, heads: dict[str, int], criteria: dict[str, torch.nn.Module],
-          loaders: Loaders, predictor: Predictor, run: RunFolder, sinks: list[EpochSink]) -> None:
+          loaders: Loaders, predictor: Predictor, run: RunFolder, sinks: list[EpochSink], checkpointer: Checkpointer,
+          stop: StopSignal) -> None:
     optimizer = create_optimizer(params.optimizer, model.parameters(), params.lr, params.weight_decay,
                                  params.momentum)
     scheduler = create_scheduler(params.scheduler, optimizer, params.epochs)
     scaler = predictor.precision.grad_scaler()
-    last_dump_loss = None
-    for epoch in range(1, params.epochs + 1):
+    # Checkpoints and resume: continue after the last completed epoch of last.pt, if the run folder has one.
+    state = TrainingState(model, optimizer, scheduler, scaler, loaders.train)
+    first_epoch, last_dump_loss, run.records = checkpointer.resume(state)
+    if first_epoch > 1:
+        clear_stop(run.path)
+        run.write_metrics()  # one line per completed epoch, whatever a kill left
+        log.info("resumed after epoch %d from %s", first_epoch - 1, checkpointer.folder / LAST)
+    for epoch in range(first_epoch, params.epochs + 1):
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         result = train_one_epoch(model, loaders.train, heads, criteria, optimizer, predictor.normalize,
@@ -148,14 +174,17 @@ def train(params: TrialParams, model: torch.nn.Module, heads: dict[str, int], cr
             # validation CSV beside it.
             evaluation = predictor(loaders.eval) if loaders.eval else None
             task = next(iter(heads))
-            run.write_soft_csvs(epoch, result.accuracy, result.loss,
-                                loaders.eval_ids, evaluation.probs[task] if evaluation else None,
-                                loaders.val_ids, loaders.val_labels[:, 0], val.probs[task] if val else None)
+            with stop.protect():
+                run.write_soft_csvs(epoch, result.accuracy, result.loss,
+                                    loaders.eval_ids, evaluation.probs[task] if evaluation else None,
+                                    loaders.val_ids, loaders.val_labels[:, 0], val.probs[task] if val else None)
             last_dump_loss = result.loss
         record.update(dumped=dump, seconds=time.perf_counter() - started)
-        for sink in sinks:
-            sink.epoch(record)
         scheduler.step()
+        with stop.protect():  # the checkpoint before the sinks: a record NNI received always has its checkpoint
+            checkpointer.save(state, epoch, last_dump_loss, [*run.records, record])
+            for sink in sinks:
+                sink.epoch(record)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Any, get_type_hints
 
 from harness.data.labels import TASKS
 from harness.errors import UserError
+from harness.train.checkpoint import CHECKPOINT_MODES
 from harness.train.losses import LOSSES
 from harness.train.optim import OPTIMIZERS, SCHEDULERS
 
@@ -59,6 +60,13 @@ class TrialParams:
     # Outputs.
     dump_threshold: float = _flag(0.9, "dump soft CSVs at epochs whose train accuracy reaches this and whose train "
                                        "loss is below the last dump's")
+    # Checkpoints and resume (README: "Checkpoints, resume and budget-aware tuners").
+    checkpoint: str = _flag("last", "last: resumable state after every epoch (last.pt); best: the best epoch's "
+                                    "weights (best.pt); none", CHECKPOINT_MODES)
+    resume: str = _flag("", "a run folder to continue after its last completed epoch, with its params.json's "
+                            "values (other flags are ignored)", tunable=False)
+    budget_unit: float = _flag(1.0, "epochs per unit of Hyperband's and BOHB's TRIAL_BUDGET: the trial trains "
+                                    "max(1, round(TRIAL_BUDGET * budget_unit)) epochs instead of --epochs")
     metric: str = _flag("val_acc", "what NNI's tuner maximises ('default'); train_acc when there is no validation",
                         ("val_acc", "val_f1"))
     tensorboard: bool = _flag(True, "per-epoch scalars for TensorBoard: $NNI_OUTPUT_DIR/tensorboard under NNI (its "
@@ -137,10 +145,23 @@ def _parse_bool_flag(text: str, name: str) -> bool:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+# Keys NNI's budget-aware tuners add to the search space's (README: "Checkpoints, resume and budget-aware tuners").
+TRIAL_BUDGET = "TRIAL_BUDGET"  # Hyperband, BOHB: how long this trial runs, in the tuner's unit
+
+
+def budget_epochs(budget: Any, epochs_per_unit: float) -> int:
+    """Hyperband's budgets are R / eta**s, fractions included: round to whole epochs, at least one."""
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0:
+        raise UserError(f"{TRIAL_BUDGET} must be a number above 0, got {budget!r}")
+    return max(1, round(budget * epochs_per_unit))
+
+
 def merge_parameters(flags: Mapping[str, Any], tuned: Mapping[str, Any] | None) -> TrialParams:
     """The flags, with NNI's choice (if any) over them. An unknown key or a wrong type stops the trial at once."""
     merged = dict(flags)
-    for key, value in (tuned or {}).items():
+    tuned = dict(tuned or {})
+    budget = tuned.pop(TRIAL_BUDGET, None)
+    for key, value in tuned.items():
         if key not in FLAG_TYPES:
             raise UserError(f"search-space key {key!r} is not a trial.py flag: expected one of "
                             f"{', '.join(sorted(FLAG_TYPES.keys() - UNTUNABLE))}")
@@ -148,6 +169,10 @@ def merge_parameters(flags: Mapping[str, Any], tuned: Mapping[str, Any] | None) 
             raise UserError(f"search-space key {key!r} cannot come from NNI: paths and the device are set in the "
                             f"config's trialCommand (--{key}), never by the tuner")
         merged[key] = coerce(key, value)
+    if budget is not None:
+        if not merged["budget_unit"] > 0:
+            raise UserError(f"budget_unit must be above 0, got {merged['budget_unit']!r}")
+        merged["epochs"] = budget_epochs(budget, merged["budget_unit"])
     params = TrialParams(**merged)
     check(params)
     return params

@@ -40,14 +40,17 @@ class RunFolder:
 
     def add_metrics(self, record: dict[str, Any]) -> None:
         self.records.append(record)
+        self.write_metrics()
+
+    def write_metrics(self) -> None:
         write_jsonl(self.records, self.path / "metrics.jsonl")
 
     def write_soft_csvs(self, epoch: int, train_accuracy: float, train_loss: float,
                         eval_ids: list[str] | None, eval_probs: np.ndarray | None,
                         val_ids: list[str] | None, val_labels: np.ndarray | None,
-                        val_probs: np.ndarray | None) -> list[Path]:
+                        val_probs: np.ndarray | None, tag: str = "") -> list[Path]:
         """The validation CSV first: an eval CSV on disk always has its validation partner beside it."""
-        eval_name, val_name = soft_csv_names(epoch, train_accuracy, train_loss)
+        eval_name, val_name = soft_csv_names(epoch, train_accuracy, train_loss, tag)
         written = []
         if val_probs is not None:
             write_csv(soft_frame(val_ids, val_probs, val_labels), self.path / val_name)

@@ -18,9 +18,10 @@ def should_dump(train_accuracy: float, train_loss: float, last_dump_loss: float 
     return train_accuracy >= threshold and (last_dump_loss is None or train_loss < last_dump_loss)
 
 
-def soft_csv_names(epoch: int, train_accuracy: float, train_loss: float) -> tuple[str, str]:
-    """(eval CSV, validation CSV) file names, after the original contest code's."""
-    tail = f"{epoch}_{train_accuracy:.4f}_{train_loss:.4f}_soft.csv"
+def soft_csv_names(epoch: int, train_accuracy: float, train_loss: float, tag: str = "") -> tuple[str, str]:
+    """(eval CSV, validation CSV) file names, after the original contest code's. A re-prediction's tag ('-pred1')
+    follows the loss: no underscore, so the ensemble's pattern still reads the name."""
+    tail = f"{epoch}_{train_accuracy:.4f}_{train_loss:.4f}{tag}_soft.csv"
     return f"{EVAL_PREFIX}{tail}", f"{VALID_PREFIX}{tail}"
 
 

@@ -1,0 +1,66 @@
+"""A trial stopped by NNI's assessor, `nnictl stop` or the user (SIGTERM): it finishes the write it is in, records
+in the run folder that it was stopped and after which epoch, keeps its checkpoint, and exits at once.
+
+Outside a write the signal interrupts the trial where it is (mid-batch: that epoch is lost, the last checkpoint is
+the previous epoch's); inside `protect()` it waits for the block to end."""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from harness.atomic import write_json
+
+STOPPED = "stopped.json"
+
+
+class Stopped(BaseException):
+    """Raised in the main thread by SIGTERM; a BaseException so that no `except Exception` swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopSignal:
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending: int | None = None
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.depth:
+            self.pending = signum
+        else:
+            raise Stopped(signum)
+
+    @contextlib.contextmanager
+    def protect(self) -> Iterator[None]:
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+        if not self.depth and self.pending is not None:
+            raise Stopped(self.pending)
+
+
+def stop_record(signal_name: str, records: list[dict[str, Any]], checkpoint: str | None) -> dict[str, Any]:
+    """What stopped.json says: the last epoch whose record, CSVs and checkpoint are complete."""
+    return {"stopped": True, "signal": signal_name,
+            "last_completed_epoch": records[-1]["epoch"] if records else 0,
+            "checkpoint": checkpoint, "at": datetime.datetime.now(datetime.UTC).isoformat()}
+
+
+def record_stop(folder: Path, signal_name: str, records: list[dict[str, Any]], checkpoint: str | None) -> None:
+    write_json(stop_record(signal_name, records, checkpoint), Path(folder) / STOPPED)
+
+
+def clear_stop(folder: Path) -> None:
+    """A resumed run is no longer stopped."""
+    (Path(folder) / STOPPED).unlink(missing_ok=True)

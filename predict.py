@@ -1,0 +1,98 @@
+"""Predict again from a run folder's checkpoint: a new soft-CSV pair (validation and eval) by the same Predictor a
+trial dumps with, named so that the ensemble reads it like the trial's own.
+
+    python predict.py RUN_DIR [--data_dir DIR] [--tta none] [--device auto] [--num_workers N]
+
+Top-level wiring like trial.py (harness/ never imports models/): the run's params.json says what to rebuild; the
+weights come from best.pt, else last.pt. --data_dir predicts another eval set (its train/ gives the validation
+split, by the run's seed and ratio). The pair is written as submission{epoch}_{acc}_{loss}-pred{n}_soft.csv and its
+valid partner, n the first number not yet used: nothing already in the folder is overwritten."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from harness.data.layouts import load_eval, load_train
+from harness.data.loaders import LoaderSettings, build_loaders
+from harness.data.split import split_indices
+from harness.data.transforms import Normalizer
+from harness.errors import UserError, run_cli
+from harness.outputs.resume import read_params_json, recorded_params
+from harness.outputs.run_folder import RunFolder
+from harness.train.checkpoint import weights_for_prediction
+from harness.train.precision import resolve_device, resolve_precision, seed_everything
+from harness.train.predictor import Predictor
+from models import ModelError, create_model
+
+TTA_MODES = ("none",)  # the Predictor's test-time augmentations; issue 11 adds more there
+log = logging.getLogger("trial")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="predict.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", help="a trial's run folder holding params.json and best.pt or last.pt")
+    parser.add_argument("--data_dir", default="", help="data set to predict (default: the run's own)")
+    parser.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation")
+    parser.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
+    parser.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
+    return parser
+
+
+def free_tag(run: Path) -> str:
+    taken = {p.name for p in run.glob("*-pred*_soft.csv")}
+    n = 1
+    while any(f"-pred{n}_soft.csv" in name for name in taken):
+        n += 1
+    return f"-pred{n}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    folder = Path(args.run_dir)
+    recorded = read_params_json(folder)
+    params = recorded_params(recorded, **({"data_dir": args.data_dir} if args.data_dir else {}))
+    state, epoch = weights_for_prediction(folder)
+    records = {r["epoch"]: r for r in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())}
+    if epoch not in records:
+        raise UserError(f"{folder / 'metrics.jsonl'} has no line for epoch {epoch}, the checkpoint's")
+    seed_everything(params.seed)
+    task = params.classification
+    train_set, eval_set = load_train(params.data_dir), load_eval(params.data_dir)
+    if train_set.num_classes(task) != recorded.get("num_classes", train_set.num_classes(task)):
+        raise UserError(f"{params.data_dir} has {train_set.num_classes(task)} classes for {task}, the run "
+                        f"{recorded['num_classes']}")
+    labels = np.stack([train_set.task_labels(task)], axis=1)
+    heads = {task: train_set.num_classes(task)}
+    model = create_model(params.model, heads, False, "")
+    model.load_state_dict(state)
+    device = resolve_device(args.device)
+    precision = resolve_precision(device, params.amp, params.channels_last)
+    train_idx, val_idx = split_indices(train_set.groups, train_set.group_strata, params.val_ratio, params.seed)
+    loaders = build_loaders(train_set, eval_set, labels, train_idx, val_idx, LoaderSettings(
+        batch_size=params.batch_size, num_workers=args.num_workers, seed=params.seed, img_size=params.img_size,
+        crop=params.crop, cache=params.cache, cache_dir=params.cache_dir, pin_memory=device.type == "cuda"))
+    model = model.to(device, memory_format=precision.memory_format)
+    predictor = Predictor(model, heads, Normalizer(*train_set.mean_std, device=device,
+                                                   channels_last=precision.channels_last), precision)
+    val = predictor(loaders.val) if loaders.val else None
+    evaluation = predictor(loaders.eval) if loaders.eval else None
+    record = records[epoch]
+    run = RunFolder(folder.parent.parent, folder.parent.name, folder.name)
+    written = run.write_soft_csvs(epoch, record["train_acc"], record["train_loss"],
+                                  loaders.eval_ids, evaluation.probs[task] if evaluation else None,
+                                  loaders.val_ids, loaders.val_labels[:, 0], val.probs[task] if val else None,
+                                  tag=free_tag(folder))
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    run_cli(main, "predict.py", also=(ModelError,))

@@ -1,0 +1,142 @@
+"""Checkpoints, SIGTERM and resume: a trial killed mid-run and resumed continues as if it had never stopped."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from harness.outputs.stop import Stopped, StopSignal, stop_record
+from harness.train.checkpoint import Checkpointer, is_better
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--model", "resnet10t", "--pretrained", "false", "--img_size", "32", "--batch_size", "8",
+        "--lr", "0.003", "--num_workers", "0", "--dump_threshold", "0", "--seed", "5"]
+# Wall-clock figures are the only fields a resumed epoch cannot share with an uninterrupted one.
+TIMING = {"seconds", "train_images_per_s"}
+
+
+def trial(*args):
+    return subprocess.Popen([sys.executable, str(ROOT / "trial.py"), *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_timing(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in TIMING}
+
+
+def test_a_trial_killed_mid_run_resumes_where_an_uninterrupted_run_would_be(demo_dir, tmp_path):
+    epochs = 4
+    common = ["--data_dir", str(demo_dir), "--epochs", str(epochs), *FAST]
+    whole = trial(*common, "--output_dir", str(tmp_path / "whole"))
+    cut = trial(*common, "--output_dir", str(tmp_path / "cut"))
+    # SIGTERM as soon as the first epoch is on record, so the stop falls in the middle of the run.
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "cut").glob("standalone/*/metrics.jsonl")) and time.monotonic() < deadline:
+        assert cut.poll() is None, cut.communicate()[1][-2000:]
+        time.sleep(0.05)
+    started = time.monotonic()
+    cut.send_signal(signal.SIGTERM)
+    _, err = cut.communicate(timeout=60)
+    assert time.monotonic() - started < 20, "a stopped trial must exit promptly"
+    assert cut.returncode == 128 + signal.SIGTERM, err[-2000:]
+    run = next((tmp_path / "cut" / "standalone").iterdir())
+    stopped = json.loads((run / "stopped.json").read_text())
+    done = records(run)
+    assert stopped["signal"] == "SIGTERM" and stopped["last_completed_epoch"] == done[-1]["epoch"] < epochs
+    assert stopped["checkpoint"] == "last.pt" and (run / "last.pt").is_file()
+    assert not [p for p in run.iterdir() if p.name.startswith(".")], "a temporary file was left behind"
+    csvs_before = {p.name: p.read_bytes() for p in run.glob("*.csv")}
+
+    resumed = trial("--resume", str(run))
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-2000:]
+    _, err = whole.communicate(timeout=600)
+    assert whole.returncode == 0, err[-2000:]
+    assert not (run / "stopped.json").exists()
+    reference = records(next((tmp_path / "whole" / "standalone").iterdir()))
+    after = records(run)
+    assert [r["epoch"] for r in after] == list(range(1, epochs + 1)), "one line per epoch"
+    assert after[:len(done)] == done, "the epochs before the stop are kept as they were"
+    # Same seed, CPU, no loader workers: every number of the later epochs equals the uninterrupted run's.
+    assert [without_timing(r) for r in after] == [without_timing(r) for r in reference]
+    for name, content in csvs_before.items():
+        assert (run / name).read_bytes() == content, f"{name} was rewritten"
+    assert len(list(run.glob("submission*_soft.csv"))) == epochs
+
+
+def test_resume_refuses_a_folder_without_a_checkpoint(tmp_path):
+    (tmp_path / "params.json").write_text("{}")
+    done = subprocess.run([sys.executable, str(ROOT / "trial.py"), "--resume", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith("last.pt not found (the run was not started with "
+                                                         "--checkpoint last, or finished no epoch)")
+
+
+def test_sigterm_waits_for_the_write_it_interrupts():
+    stop = StopSignal()
+    old = signal.getsignal(signal.SIGTERM)
+    stop.install()
+    written = []
+    try:
+        with pytest.raises(Stopped):
+            with stop.protect():
+                os.kill(os.getpid(), signal.SIGTERM)
+                written.append("whole")  # still runs: the signal waits for the block
+        assert written == ["whole"]
+        with pytest.raises(Stopped):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def test_stop_record_names_the_last_completed_epoch():
+    assert stop_record("SIGTERM", [{"epoch": 1}, {"epoch": 2}], "last.pt")["last_completed_epoch"] == 2
+    assert stop_record("SIGTERM", [], None)["last_completed_epoch"] == 0
+
+
+def test_best_checkpoint_follows_the_metric(tmp_path):
+    assert is_better({"val_acc": 0.5}, None, "val_acc") and not is_better({"val_acc": 0.5}, 0.5, "val_acc")
+    model = torch.nn.Linear(2, 2)
+    state = type("State", (), {"model": model})()
+    checkpointer = Checkpointer(tmp_path, "best", "val_acc")
+    for epoch, score in [(1, 0.4), (2, 0.7), (3, 0.6)]:
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        checkpointer.save(state, epoch, None, [{"epoch": epoch, "val_acc": score}])
+    saved = torch.load(tmp_path / "best.pt", weights_only=False)
+    assert saved["epoch"] == 2 and torch.all(saved["model"]["weight"] == 2)
+    assert not (tmp_path / "last.pt").exists()
+
+
+def test_predict_writes_a_new_pair_the_ensemble_reads(demo_dir, tmp_path):
+    import pandas as pd
+
+    output = tmp_path / "runs"
+    done = subprocess.run([sys.executable, str(ROOT / "trial.py"), "--data_dir", str(demo_dir), "--output_dir",
+                           str(output), "--epochs", "1", "--checkpoint", "best", *FAST],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = next((output / "standalone").iterdir())
+    again = subprocess.run([sys.executable, str(ROOT / "predict.py"), str(run)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    own = pd.read_csv(next(run.glob("valid1_*[0-9]_soft.csv")))
+    new = pd.read_csv(next(run.glob("valid1_*-pred1_soft.csv")))
+    # the same weights and predictor as the dump: the same probabilities
+    assert np.allclose(own.iloc[:, 2:].to_numpy(), new.iloc[:, 2:].to_numpy(), atol=1e-5)
+    blended = subprocess.run([sys.executable, "-m", "ensemble", "--from", str(run), "--select", "-o",
+                              str(tmp_path / "sub.csv")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert blended.returncode == 0, blended.stderr[-2000:]
+    assert "gathered 2 eval CSVs from 1 runs" in blended.stdout, blended.stdout
