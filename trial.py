@@ -21,7 +21,7 @@ from harness.data.layouts import load_eval, load_train
 from harness.data.loaders import Loaders, LoaderSettings, build_loaders
 from harness.data.split import split_indices
 from harness.data.transforms import Normalizer
-from harness.errors import run_cli
+from harness.errors import UserError, run_cli
 from harness.outputs.progress import EpochProgress
 from harness.outputs.records import best_record, default_key, epoch_record
 from harness.outputs.resume import resumed_run
@@ -102,48 +102,54 @@ def main(argv: Sequence[str] | None = None) -> int:
             "data_layout": train_set.layout, "argv": argv})
     log.info("run folder %s", run.path)
 
-    keep_freed_memory()  # before the workers fork and the first batch: CPU steps reuse warm pages
-    device = resolve_device(params.device)
-    precision = resolve_precision(device, params.amp, params.channels_last)
-    torch.backends.cudnn.benchmark = params.cudnn_benchmark
-    train_idx, val_idx = split_indices(train_set.groups, train_set.group_strata, params.val_ratio, params.seed)
-    loaders = build_loaders(train_set, eval_set, labels, train_idx, val_idx, LoaderSettings(
-        batch_size=params.batch_size, num_workers=params.num_workers, seed=params.seed, img_size=params.img_size,
-        crop=params.crop, cache=params.cache, cache_dir=params.cache_dir,
-        pin_memory=params.pin_memory and device.type == "cuda"))
-    normalize = Normalizer(*train_set.mean_std, device=device, channels_last=precision.channels_last)
-
-    set_fast_swish(model, params.fast_swish)
-    model = model.to(device, memory_format=precision.memory_format)
-    criteria = {name: create_loss(params.criterion, classes).to(device) for name, classes in heads.items()}
-    predictor = Predictor(model, heads, normalize, precision)
-    key = default_key(params.metric, loaders.val is not None)
-    sinks: list[EpochSink] = [MetricsFile(run), NniReport(key, reserved=FLAG_TYPES), LogLine(params.epochs, key)]
-    if params.tensorboard:
-        sinks.append(TensorBoard(tensorboard_dir(run.path)))
-    log.info("%s on %s (%s; %s, channels_last %s), %d classes, %s loss", params.model, device, task,
-             precision.reason, precision.channels_last, heads[task], params.criterion)
-
-    checkpointer = Checkpointer(run.path, params.checkpoint, key)
     try:
-        train(params, model, heads, criteria, loaders, predictor, run, sinks, checkpointer, stop)
-    except Stopped as stopped:
-        # NNI takes no final result from a stopped trial: none is reported. The checkpoint stays for a resume.
-        with stop.protect():
-            record_stop(run.path, str(stopped), run.records, LAST if params.checkpoint == "last" else None)
-        log.info("stopped by %s after epoch %d", stopped, len(run.records))
-        return 128 + stopped.signum
-    except TrainingDiverged as error:
+        keep_freed_memory()  # before the workers fork and the first batch: CPU steps reuse warm pages
+        device = resolve_device(params.device)
+        precision = resolve_precision(device, params.amp, params.channels_last)
+        torch.backends.cudnn.benchmark = params.cudnn_benchmark
+        train_idx, val_idx = split_indices(train_set.groups, train_set.group_strata, params.val_ratio, params.seed)
+        loaders = build_loaders(train_set, eval_set, labels, train_idx, val_idx, LoaderSettings(
+            batch_size=params.batch_size, num_workers=params.num_workers, seed=params.seed, img_size=params.img_size,
+            crop=params.crop, cache=params.cache, cache_dir=params.cache_dir,
+            pin_memory=params.pin_memory and device.type == "cuda"))
+        normalize = Normalizer(*train_set.mean_std, device=device, channels_last=precision.channels_last)
+
+        set_fast_swish(model, params.fast_swish)
+        model = model.to(device, memory_format=precision.memory_format)
+        criteria = {name: create_loss(params.criterion, classes).to(device) for name, classes in heads.items()}
+        predictor = Predictor(model, heads, normalize, precision)
+        key = default_key(params.metric, loaders.val is not None)
+        sinks: list[EpochSink] = [MetricsFile(run), NniReport(key, reserved=FLAG_TYPES), LogLine(params.epochs, key)]
+        if params.tensorboard:
+            sinks.append(TensorBoard(tensorboard_dir(run.path)))
+        log.info("%s on %s (%s; %s, channels_last %s), %d classes, %s loss", params.model, device, task,
+                 precision.reason, precision.channels_last, heads[task], params.criterion)
+
+        checkpointer = Checkpointer(run.path, params.checkpoint, key)
+        try:
+            train(params, model, heads, criteria, loaders, predictor, run, sinks, checkpointer, stop)
+        except Stopped as stopped:
+            # NNI takes no final result from a stopped trial: none is reported. The checkpoint stays for a resume.
+            with stop.protect():
+                record_stop(run.path, str(stopped), run.records, LAST if params.checkpoint == "last" else None)
+            log.info("stopped by %s after epoch %d", stopped, len(run.records))
+            return 128 + stopped.signum
+        except TrainingDiverged as error:
+            best = best_record(run.records, key)
+            for sink in sinks:
+                sink.close(best)
+            reported = f"best epoch {best['epoch']} reported as the final result" if best else "no epoch finished"
+            raise TrainingDiverged(f"{error} in epoch {len(run.records) + 1}: the trial stopped ({reported}); "
+                                   f"try a lower --lr (it was {params.lr:g})") from None
         best = best_record(run.records, key)
         for sink in sinks:
             sink.close(best)
-        reported = f"best epoch {best['epoch']} reported as the final result" if best else "no epoch finished"
-        raise TrainingDiverged(f"{error} in epoch {len(run.records) + 1}: the trial stopped ({reported}); "
-                               f"try a lower --lr (it was {params.lr:g})") from None
-    best = best_record(run.records, key)
-    for sink in sinks:
-        sink.close(best)
-    return 0
+        return 0
+    except UserError:
+        # A failure on the input found while loading (a corrupt image, a full disk) leaves no half-made run folder.
+        if not resumed and run.discard_if_unused():
+            log.info("removed %s: the trial failed before its first epoch", run.path)
+        raise
 
 
 def train(params: TrialParams, model: torch.nn.Module, heads: dict[str, int], criteria: dict[str, torch.nn.Module],

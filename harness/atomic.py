@@ -25,6 +25,10 @@ def _read_umask() -> int:
 UMASK = _read_umask()  # read once, at import: os.umask can only be read by setting it
 
 
+class DiskFull(UserError):
+    """The disk filled up under an atomic write (nothing of it is left); callers with a fallback catch this."""
+
+
 def make_folder(folder: str | os.PathLike) -> Path:
     """mkdir -p, with one clear line when a file stands where a folder should be."""
     folder = Path(folder)
@@ -71,7 +75,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
         if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
             free = shutil.disk_usage(path.parent).free
-            raise UserError(f"{path.parent} is full: writing {path.name} needed more than {written / 1e6:.1f} MB "
+            raise DiskFull(f"{path.parent} is full: writing {path.name} needed more than {written / 1e6:.1f} MB "
                             f"({free / 1e6:.1f} MB free); nothing was written") from None
         raise
 

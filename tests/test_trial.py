@@ -112,6 +112,7 @@ def test_a_corrupt_photo_is_named_even_from_a_loader_worker(demo_dir, tmp_path, 
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.strip().splitlines()[-1] == f"trial.py: error: {broken} cannot be decoded as an image"
     assert not list((tmp_path / "cache").glob("*.npy")), "a cache was left from a failed build"
+    assert not list((tmp_path / "runs").rglob("params.json")), "the failed trial left a run folder behind"
 
 
 def test_a_task_the_data_set_cannot_give_is_refused(tmp_path):

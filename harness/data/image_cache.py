@@ -32,7 +32,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from torch.utils.data import DataLoader
 
-from harness.atomic import atomic_path, make_folder
+from harness.atomic import DiskFull, atomic_path, make_folder
 from harness.data.batches import DecodedImages, die_with_parent
 
 log = logging.getLogger(__name__)
@@ -150,9 +150,7 @@ def cached_images(root: Path, paths: Sequence[str], img_size: int, crop: float, 
                 log.info("building the image cache %s (%d images, %.2f GB)", target, len(paths), needed / 1e9)
                 try:
                     build(target, root, paths, img_size, crop, num_workers)
-                except OSError as error:
-                    if error.errno not in (errno.ENOSPC, errno.EDQUOT):
-                        raise
+                except DiskFull:
                     log.warning("%s filled up while building a %.1f GB image cache: the cache is abandoned and "
                                 "images are decoded from disk every epoch", cache_dir, needed / 1e9)
                     return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,19 @@ class RunFolder:
         self.path = make_folder(Path(output_dir) / experiment_id / name)
         remove_stale_temporaries(self.path)  # a killed earlier run of this trial (NNI's resume) may have left some
         self.records: list[dict[str, Any]] = []
+
+    def discard_if_unused(self) -> bool:
+        """Remove the folder when it holds nothing but what this trial wrote before its first epoch (params.json,
+        an empty TensorBoard log): a trial that failed on its input leaves no run folder behind. Anything else in
+        it, or any file not known here, keeps it."""
+        known = {"params.json", "tensorboard"}
+        if self.records or any(p.name not in known for p in self.path.iterdir()):
+            return False
+        if (self.path / "tensorboard").is_dir():
+            shutil.rmtree(self.path / "tensorboard")
+        (self.path / "params.json").unlink(missing_ok=True)
+        self.path.rmdir()
+        return True
 
     def write_params(self, description: dict[str, Any]) -> None:
         write_json(description, self.path / "params.json")
