@@ -15,6 +15,7 @@ from harness.data.labels import TASKS
 from harness.errors import UserError
 from harness.train.losses import LOSSES
 from harness.train.optim import OPTIMIZERS, SCHEDULERS
+from harness.train.tta import TTA
 
 TRUE_WORDS = {"true", "1", "yes", "on"}
 FALSE_WORDS = {"false", "0", "no", "off"}
@@ -59,6 +60,8 @@ class TrialParams:
     # Outputs.
     dump_threshold: float = _flag(0.9, "dump soft CSVs at epochs whose train accuracy reaches this and whose train "
                                        "loss is below the last dump's")
+    tta: str = _flag("none", "test-time augmentation of every dumped CSV and validation score: hflip averages the "
+                             "probabilities of the image and its mirror", tuple(TTA))
     metric: str = _flag("val_acc", "what NNI's tuner maximises ('default'); train_acc when there is no validation",
                         ("val_acc", "val_f1"))
     tensorboard: bool = _flag(True, "per-epoch scalars for TensorBoard: $NNI_OUTPUT_DIR/tensorboard under NNI (its "
