@@ -1,7 +1,7 @@
 """Predict again from a run folder's checkpoint: a new soft-CSV pair (validation and eval) by the same Predictor a
 trial dumps with, named so that the ensemble reads it like the trial's own.
 
-    python predict.py RUN_DIR [--data_dir DIR] [--tta none] [--device auto] [--num_workers N]
+    python predict.py RUN_DIR [--data_dir DIR] [--tta none|hflip] [--device auto] [--num_workers N]
 
 Top-level wiring like trial.py (harness/ never imports models/): the run's params.json says what to rebuild; the
 weights come from best.pt, else last.pt. --data_dir predicts another eval set (its train/ gives the validation
@@ -28,9 +28,9 @@ from harness.outputs.run_folder import RunFolder
 from harness.train.checkpoint import weights_for_prediction
 from harness.train.precision import resolve_device, resolve_precision, seed_everything
 from harness.train.predictor import Predictor
+from harness.train.tta import TTA
 from models import ModelError, create_model
 
-TTA_MODES = ("none",)  # the Predictor's test-time augmentations; issue 11 adds more there
 log = logging.getLogger("trial")
 
 
@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="predict.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a trial's run folder holding params.json and best.pt or last.pt")
     parser.add_argument("--data_dir", default="", help="data set to predict (default: the run's own)")
-    parser.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation")
+    parser.add_argument("--tta", default="none", choices=tuple(TTA),
+                        help="test-time augmentation (harness/train/tta.py)")
     parser.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
     parser.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
     return parser
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         crop=params.crop, cache=params.cache, cache_dir=params.cache_dir, pin_memory=device.type == "cuda"))
     model = model.to(device, memory_format=precision.memory_format)
     predictor = Predictor(model, heads, Normalizer(*train_set.mean_std, device=device,
-                                                   channels_last=precision.channels_last), precision)
+                                                   channels_last=precision.channels_last), precision, args.tta)
     val = predictor(loaders.val) if loaders.val else None
     evaluation = predictor(loaders.eval) if loaders.eval else None
     record = records[epoch]

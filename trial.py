@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         set_fast_swish(model, params.fast_swish)
         model = model.to(device, memory_format=precision.memory_format)
         criteria = {name: create_loss(params.criterion, classes).to(device) for name, classes in heads.items()}
-        predictor = Predictor(model, heads, normalize, precision)
+        predictor = Predictor(model, heads, normalize, precision, params.tta)
         key = default_key(params.metric, loaders.val is not None)
         sinks: list[EpochSink] = [MetricsFile(run), NniReport(key, reserved=FLAG_TYPES), LogLine(params.epochs, key)]
         if params.tensorboard:

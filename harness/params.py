@@ -16,6 +16,7 @@ from harness.errors import UserError
 from harness.train.checkpoint import CHECKPOINT_MODES
 from harness.train.losses import LOSSES
 from harness.train.optim import OPTIMIZERS, SCHEDULERS
+from harness.train.tta import TTA
 
 TRUE_WORDS = {"true", "1", "yes", "on"}
 FALSE_WORDS = {"false", "0", "no", "off"}
@@ -67,6 +68,8 @@ class TrialParams:
                             "values (other flags are ignored)", tunable=False)
     budget_unit: float = _flag(1.0, "epochs per unit of Hyperband's and BOHB's TRIAL_BUDGET: the trial trains "
                                     "max(1, round(TRIAL_BUDGET * budget_unit)) epochs instead of --epochs")
+    tta: str = _flag("none", "test-time augmentation of every dumped CSV and validation score: hflip averages the "
+                             "probabilities of the image and its mirror", tuple(TTA))
     metric: str = _flag("val_acc", "what NNI's tuner maximises ('default'); train_acc when there is no validation",
                         ("val_acc", "val_f1"))
     tensorboard: bool = _flag(True, "per-epoch scalars for TensorBoard: $NNI_OUTPUT_DIR/tensorboard under NNI (its "

@@ -136,7 +136,14 @@ def test_predict_writes_a_new_pair_the_ensemble_reads(demo_dir, tmp_path):
     new = pd.read_csv(next(run.glob("valid1_*-pred1_soft.csv")))
     # the same weights and predictor as the dump: the same probabilities
     assert np.allclose(own.iloc[:, 2:].to_numpy(), new.iloc[:, 2:].to_numpy(), atol=1e-5)
+    flipped = subprocess.run([sys.executable, str(ROOT / "predict.py"), str(run), "--tta", "hflip"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=600)
+    assert flipped.returncode == 0, flipped.stderr[-2000:]
+    mirrored = pd.read_csv(next(run.glob("valid1_*-pred2_soft.csv")))
+    assert mirrored["ImageID"].tolist() == own["ImageID"].tolist()
+    assert not np.allclose(own.iloc[:, 2:].to_numpy(), mirrored.iloc[:, 2:].to_numpy(), atol=1e-5), \
+        "--tta hflip predicted exactly what the plain predictor did"
     blended = subprocess.run([sys.executable, "-m", "ensemble", "--from", str(run), "--select", "-o",
                               str(tmp_path / "sub.csv")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert blended.returncode == 0, blended.stderr[-2000:]
-    assert "gathered 2 eval CSVs from 1 runs" in blended.stdout, blended.stdout
+    assert "gathered 3 eval CSVs from 1 runs" in blended.stdout, blended.stdout

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from harness.train.passes import Criteria, Heads, Prediction, predict
 from harness.train.precision import Precision
+from harness.train.tta import AugmentedViews
 
 
 @dataclass
@@ -21,6 +22,9 @@ class Predictor:
     heads: Heads
     normalize: Callable[[torch.Tensor], torch.Tensor]
     precision: Precision
+    tta: str = "none"  # a key of harness.train.tta.TTA
 
     def __call__(self, loader: DataLoader, criteria: Criteria | None = None) -> Prediction:
-        return predict(self.model, loader, self.heads, self.normalize, self.precision, criteria)
+        # model.eval() in predict reaches the wrapped model: the wrapper holds it as a submodule.
+        return predict(AugmentedViews(self.model, self.tta), loader, self.heads, self.normalize, self.precision,
+                       criteria)

@@ -1,0 +1,49 @@
+"""Validation macro-F1 on the demo data with each contest technique off and on, same seed and budget.
+
+Usage: python benchmarks/bench_contest_techniques.py [--out benchmarks/contest_techniques.json]
+Each row is two short trial.py runs (resnet10t, 32 px, CPU) that differ only in the technique's flag; the figure is
+the last epoch's val_f1 from metrics.jsonl. Kept tiny so it runs in about a minute on a shared CPU: the numbers
+show that a flag runs end to end and its direction on this toy set, not what it gains on the real contest."""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.atomic import write_json  # noqa: E402
+from harness.data.demo import generate  # noqa: E402
+
+BUDGET = ["--model", "resnet10t", "--pretrained", "false", "--img_size", "32", "--batch_size", "8", "--lr", "0.003",
+          "--num_workers", "0", "--epochs", "3", "--seed", "42", "--classification", "multi", "--dump_threshold", "1"]
+TECHNIQUES = {"tta": (["--tta", "none"], ["--tta", "hflip"])}
+
+
+def val_f1(data: Path, output: Path, flags: list[str]) -> float:
+    subprocess.run([sys.executable, str(ROOT / "trial.py"), "--data_dir", str(data), "--output_dir", str(output),
+                    *BUDGET, *flags], check=True, capture_output=True, cwd=ROOT)
+    metrics = next(output.rglob("metrics.jsonl")).read_text().splitlines()
+    return json.loads(metrics[-1])["val_f1"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "contest_techniques.json"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = generate(Path(tmp) / "demo", people=24, eval_images=40, width=96, height=128, seed=3)
+        rows = {}
+        for name, (off, on) in TECHNIQUES.items():
+            rows[name] = {"off": val_f1(data, Path(tmp) / f"{name}-off", off),
+                          "on": val_f1(data, Path(tmp) / f"{name}-on", on), "flags_on": " ".join(on)}
+            print(f"| {name} | `{rows[name]['flags_on']}` | {rows[name]['off']:.4f} | {rows[name]['on']:.4f} |")
+    write_json(rows, args.out)
+
+
+if __name__ == "__main__":
+    main()
