@@ -104,3 +104,26 @@ def test_the_experiment_starts_while_every_core_is_busy(demo_dir, tmp_path):
         if experiment_id:
             stop(experiment_id)
     assert experiment_id
+
+
+def test_a_failed_start_removes_the_experiment_folder_it_made(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    from harness import experiment
+    from harness.errors import UserError
+
+    working = tmp_path / "exp"
+    (working / "old-experiment").mkdir(parents=True)
+    (working / "old-experiment" / "keep.txt").write_text("an earlier experiment's")
+
+    def failing_start(config_path, port):
+        (working / "Ab12cd34" / "log").mkdir(parents=True)  # what nnictl leaves when its web server never answers
+        raise UserError("nnictl create --config x failed: ConnectionError on /check-status")
+
+    monkeypatch.setattr(experiment, "start", failing_start)
+    with pytest.raises(UserError, match="ConnectionError"):
+        experiment.main(["--config", str(ROOT / "config.demo.yml"), "--working_dir", str(working)])
+    assert sorted(p.name for p in working.iterdir()) == [".configs", "old-experiment"]
+    assert not list((working / ".configs").iterdir()), "the staged config of the failed start was left"
+    assert (working / "old-experiment" / "keep.txt").exists()
+    assert "removed" in capsys.readouterr().err

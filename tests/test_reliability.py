@@ -85,3 +85,66 @@ def test_ctrl_c_ends_in_one_line():
     with pytest.raises(SystemExit) as stop:
         run_cli(interrupted, "trial.py")
     assert stop.value.code == 130
+
+
+def test_a_trial_injected_through_nni_s_open_rest_api_cannot_write_elsewhere(demo_dir, tmp_path):
+    """Anyone who reaches NNI's port can add a trial with any parameters: one naming output_dir fails at once."""
+    import json
+    import urllib.request
+
+    import yaml
+
+    from harness.experiment import NniRest, free_port, load_config, start, stop, wait, with_overrides
+
+    evil = tmp_path / "written-by-an-attacker"
+    config = with_overrides(
+        load_config(ROOT / "config.demo.yml"), ROOT, working_dir=tmp_path / "exp", max_trials=2,
+        trial_args=["--data_dir", str(demo_dir), "--epochs", "1", "--img_size", "32", "--num_workers", "0"])
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    experiment_id = start(path, port)
+    try:
+        injected = {"batch_size": 8, "model": "resnet10t", "criterion": "cross_entropy", "classification": "gender",
+                    "lr": 0.003, "optimizer": "adam", "output_dir": str(evil)}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/nni/trial-jobs",
+                                         data=json.dumps(injected).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+        rest = NniRest(port)
+        wait(rest, timeout=600, echo=lambda line: None)
+        trials = rest.trials()
+    finally:
+        stop(experiment_id)
+    by_output = {"output_dir" in json.loads(t["hyperParameters"][0])["parameters"]: t["status"] for t in trials}
+    assert by_output == {True: "FAILED", False: "SUCCEEDED"}, trials
+    assert not evil.exists(), "the injected trial wrote where it was told"
+    logs = (tmp_path / "exp" / experiment_id).rglob("trial.stderr")
+    stderr = "".join(log.read_text(errors="replace") for log in logs)
+    assert "search-space key 'output_dir' cannot come from NNI" in stderr
+
+
+def test_kills_at_random_moments_of_the_soft_csv_writes_leave_only_whole_files(demo_dir, tmp_path):
+    """A bounded loop of SIGKILLs at random moments of a dumping trial: every visible CSV is whole and readable,
+    and the run folder's next opening removes the hidden leftovers."""
+    import random
+    import signal
+    import time
+
+    rng = random.Random(7)
+    output = tmp_path / "runs"
+    for _attempt in range(4):
+        trial = subprocess.Popen([sys.executable, str(ROOT / "trial.py"), "--data_dir", str(demo_dir),
+                                  "--output_dir", str(output), "--cache_dir", str(tmp_path / "cache"), *FAST,
+                                  "--epochs", "3", "--tensorboard", "false"],
+                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(4.0, 12.0))
+        trial.send_signal(signal.SIGKILL)
+        trial.wait(timeout=30)
+    for run in (output / "standalone").iterdir():
+        for csv in run.glob("*.csv"):
+            frame = pd.read_csv(csv)
+            assert len(frame) in (35, 40) and not frame.isna().any().any(), f"{csv} is not whole"
+        RunFolder(output / "standalone", "", run.name)  # reopening cleans what a kill left
+        assert not list(run.glob(".*.tmp"))
