@@ -1,9 +1,10 @@
 """Predict again from a run folder's checkpoint: a new soft-CSV pair (validation and eval) by the same Predictor a
 trial dumps with, named so that the ensemble reads it like the trial's own.
 
-    python predict.py RUN_DIR [--data_dir DIR] [--tta none|hflip] [--device auto] [--num_workers N]
+    python -m harness.predict RUN_DIR [--data_dir DIR] [--tta none|hflip] [--device auto] [--num_workers N]
 
-Top-level wiring like trial.py (harness/ never imports models/): the run's params.json says what to rebuild; the
+(or `python predict.py RUN_DIR ...`). Top-level wiring like trial.py (harness/ never imports models/; harness/predict.py
+only runs this file): the run's params.json says what to rebuild; the
 weights come from best.pt, else last.pt. --data_dir predicts another eval set (its train/ gives the validation
 split, by the run's seed and ratio). The pair is written as submission{epoch}_{acc}_{loss}-pred{n}_soft.csv and its
 valid partner, n the first number not yet used: nothing already in the folder is overwritten."""
@@ -35,7 +36,7 @@ log = logging.getLogger("trial")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="predict.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a trial's run folder holding params.json and best.pt or last.pt")
     parser.add_argument("--data_dir", default="", help="data set to predict (default: the run's own)")
     parser.add_argument("--tta", default="none", choices=tuple(TTA),
@@ -96,4 +97,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    run_cli(main, "predict.py", also=(ModelError,))
+    run_cli(main, "harness.predict", also=(ModelError,))

@@ -23,7 +23,7 @@ from harness.data.split import split_indices
 from harness.data.transforms import Normalizer
 from harness.errors import UserError, run_cli
 from harness.outputs.progress import EpochProgress
-from harness.outputs.records import best_record, default_key, epoch_record
+from harness.outputs.records import best_record, default_key, epoch_record, val_scores
 from harness.outputs.resume import resumed_run
 from harness.outputs.run_folder import RunFolder, run_folder_name, trial_identity
 from harness.outputs.sinks import EpochSink, LogLine, MetricsFile, NniReport, TensorBoard, tensorboard_dir
@@ -35,6 +35,7 @@ from harness.train.checkpoint import LAST, Checkpointer, TrainingState
 from harness.train.losses import create_loss
 from harness.train.optim import create_optimizer, create_scheduler
 from harness.train.passes import TrainingDiverged, train_one_epoch
+from harness.train.population import checked_folder, load_parent, save_member
 from harness.train.precision import resolve_device, resolve_precision, seed_everything
 from harness.train.predictor import Predictor
 from models import ModelError, create_model, require_known, set_fast_swish
@@ -70,6 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     params = parse_params(argv, received)
     stop = StopSignal()
     stop.install()  # before anything is written: a SIGTERM from here on waits for the write it interrupts
+    try:
+        return run_trial(argv, received, params, stop)
+    except Stopped as stopped:  # while loading the data or building the model: nothing was written yet
+        log.info("stopped by %s before the run folder was made: nothing was written", stopped)
+        return 128 + stopped.signum
+
+
+def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, stop: StopSignal) -> int:
     resumed = resumed_run(params.resume) if params.resume else None  # checked before anything is loaded
     if resumed:
         params = resumed[0]
@@ -85,8 +94,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if resumed:
         _, run, experiment_id, trial_id = resumed
+        pbt = (checked_folder(params.load_checkpoint_dir, run.path.parent, "load_checkpoint_dir"),
+               checked_folder(params.save_checkpoint_dir, run.path.parent, "save_checkpoint_dir"))
     else:  # under NNI a trial re-run by `nnictl resume` has the same id, hence the same folder and its last.pt
         experiment_id, trial_id = trial_identity()
+        experiment_folder = Path(params.output_dir) / experiment_id
+        pbt = (checked_folder(params.load_checkpoint_dir, experiment_folder, "load_checkpoint_dir"),
+               checked_folder(params.save_checkpoint_dir, experiment_folder, "save_checkpoint_dir"))
         run = RunFolder(params.output_dir, experiment_id,
                         run_folder_name(task, params.model, params.batch_size, params.criterion, params.lr, trial_id))
     # What the trial really ran with: NNI 3.0 can pair the wrong parameters with a trial when trials run
@@ -127,13 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         checkpointer = Checkpointer(run.path, params.checkpoint, key)
         try:
-            train(params, model, heads, criteria, loaders, predictor, run, sinks, checkpointer, stop)
-        except Stopped as stopped:
-            # NNI takes no final result from a stopped trial: none is reported. The checkpoint stays for a resume.
-            with stop.protect():
-                record_stop(run.path, str(stopped), run.records, LAST if params.checkpoint == "last" else None)
-            log.info("stopped by %s after epoch %d", stopped, len(run.records))
-            return 128 + stopped.signum
+            train(params, model, heads, criteria, loaders, predictor, run, sinks, checkpointer, stop, pbt)
         except TrainingDiverged as error:
             best = best_record(run.records, key)
             for sink in sinks:
@@ -145,6 +153,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sink in sinks:
             sink.close(best)
         return 0
+    except Stopped as stopped:
+        # NNI takes no final result from a stopped trial: none is reported. The checkpoint stays for a resume.
+        with stop.protect():
+            if not run.records and not resumed and run.discard_if_unused():
+                log.info("stopped by %s before the first epoch ended: removed %s", stopped, run.path)
+            else:
+                record_stop(run.path, str(stopped), run.records, LAST if params.checkpoint == "last" else None)
+                log.info("stopped by %s after epoch %d", stopped, len(run.records))
+        return 128 + stopped.signum
     except UserError:
         # A failure on the input found while loading (a corrupt image, a full disk) leaves no half-made run folder.
         if not resumed and run.discard_if_unused():
@@ -154,9 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def train(params: TrialParams, model: torch.nn.Module, heads: dict[str, int], criteria: dict[str, torch.nn.Module],
           loaders: Loaders, predictor: Predictor, run: RunFolder, sinks: list[EpochSink], checkpointer: Checkpointer,
-          stop: StopSignal) -> None:
+          stop: StopSignal, pbt: tuple[Path | None, Path | None] = (None, None)) -> None:
     optimizer = create_optimizer(params.optimizer, model.parameters(), params.lr, params.weight_decay,
                                  params.momentum)
+    # Population Based Training: a parent's weights and optimiser state, unless this very trial is being resumed.
+    identity = {"model": params.model, "heads": heads, "img_size": params.img_size}
+    inherited = None if checkpointer.has_last() else load_parent(pbt[0], model, optimizer, identity, params.lr,
+                                                                  params.weight_decay)
     scheduler = create_scheduler(params.scheduler, optimizer, params.epochs)
     scaler = predictor.precision.grad_scaler()
     # Checkpoints and resume: continue after the last completed epoch of last.pt, if the run folder has one.
@@ -166,6 +187,14 @@ def train(params: TrialParams, model: torch.nn.Module, heads: dict[str, int], cr
         clear_stop(run.path)
         run.write_metrics()  # one line per completed epoch, whatever a kill left
         log.info("resumed after epoch %d from %s", first_epoch - 1, checkpointer.folder / LAST)
+    if inherited:
+        # The inherited weights scored again on this trial's validation set, before any training: the parent's
+        # last score if the weights really came over (README: Population Based Training).
+        inherited["start"] = val_scores(predictor(loaders.val, criteria), loaders.val_labels, heads) \
+            if loaders.val else None
+        run.write_population(inherited)
+        log.info("PBT: starts from %s (its last val_acc %s; here before training %s)", inherited["loaded_from"],
+                 inherited["parent_record"].get("val_acc"), (inherited["start"] or {}).get("val_acc"))
     for epoch in range(first_epoch, params.epochs + 1):
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
@@ -191,6 +220,8 @@ def train(params: TrialParams, model: torch.nn.Module, heads: dict[str, int], cr
             checkpointer.save(state, epoch, last_dump_loss, [*run.records, record])
             for sink in sinks:
                 sink.epoch(record)
+    with stop.protect():  # the next PBT step starts from here
+        save_member(pbt[1], model, optimizer, identity, run.path, run.records[-1])
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def load_config(path: Path) -> dict[str, Any]:
 
 def with_overrides(config: dict[str, Any], config_dir: Path, working_dir: Path | None = None,
                    trial_args: list[str] | None = None, max_trials: int | None = None,
-                   drop_assessor: bool = False) -> dict[str, Any]:
+                   drop_assessor: bool = False, cpu: bool = False) -> dict[str, Any]:
     """A copy of `config` that can live in any folder: its paths made absolute against config_dir, the extra trial
     flags merged into trialCommand (a flag already there gets the new value in place, so the command shown in the
     web UI names each flag once), and the trials' run folders put beside NNI's own files in the working
@@ -73,10 +73,29 @@ def with_overrides(config: dict[str, Any], config_dir: Path, working_dir: Path |
     if output_dir:
         args = ["--output_dir", output_dir] + args
     result["trialCommand"] = merge_flags(str(config["trialCommand"]).strip(), args)
+    for algorithm in ("tuner", "assessor"):  # custom ones (harness.tuners) are imported from their codeDirectory
+        if isinstance(result.get(algorithm), dict) and "codeDirectory" in result[algorithm]:
+            result[algorithm] = {**result[algorithm], "codeDirectory": str(
+                (config_dir / os.path.expanduser(str(result[algorithm]["codeDirectory"]))).resolve())}
     if max_trials is not None:
         result["maxTrialNumber"] = max_trials
     if drop_assessor:
         result.pop("assessor", None)
+    if cpu:
+        result = on_cpu(result)
+    return result
+
+
+GPU_SETTINGS = ("useActiveGpu", "maxTrialNumberPerGpu", "gpuIndices")
+
+
+def on_cpu(config: dict[str, Any]) -> dict[str, Any]:
+    """A GPU config for a machine without GPUs: with trialGpuNumber > 0 NNI 3.0's local service asks NVML for
+    GPUs and fails where there is none, so the GPU settings go; the trials then train on the CPU."""
+    result = {key: value for key, value in config.items() if key != "trialGpuNumber"}
+    if isinstance(result.get("trainingService"), dict):
+        result["trainingService"] = {key: value for key, value in result["trainingService"].items()
+                                     if key not in GPU_SETTINGS}
     return result
 
 
@@ -281,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max_trials", type=int, help="overrides maxTrialNumber")
     parser.add_argument("--working_dir", type=Path, help="overrides experimentWorkingDirectory")
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds to wait for the end")
+    parser.add_argument("--cpu", action="store_true",
+                        help="run a GPU config (config.yml, config.hyperband.yml, ...) on a machine without GPUs")
     parser.add_argument("--stop", action="store_true", help="stop the experiment (and its web UI) at the end")
     parser.add_argument("trial_args", nargs=argparse.REMAINDER,
                         help="after --: more trial.py flags, appended to the trialCommand")
@@ -292,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         trial_args = ["--data_dir", str(Path(args.data_dir).resolve())] + trial_args
 
     config = with_overrides(load_config(args.config), args.config.parent.resolve(), args.working_dir, trial_args,
-                            args.max_trials)
+                            args.max_trials, cpu=args.cpu)
     working_dir = Path(config["experimentWorkingDirectory"])
     staged = working_dir / ".configs" / f"{args.config.stem}-{time.strftime('%Y%m%d-%H%M%S')}.yml"
     staged.parent.mkdir(parents=True, exist_ok=True)

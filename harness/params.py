@@ -68,6 +68,10 @@ class TrialParams:
                             "values (other flags are ignored)", tunable=False)
     budget_unit: float = _flag(1.0, "epochs per unit of Hyperband's and BOHB's TRIAL_BUDGET: the trial trains "
                                     "max(1, round(TRIAL_BUDGET * budget_unit)) epochs instead of --epochs")
+    # Population Based Training (config.pbt.yml): NNI's PBT tuner sends both with every trial; each must lie under
+    # the experiment's folder (harness/train/population.py says why and checks it).
+    load_checkpoint_dir: str = _flag("", "PBT: a folder whose checkpoint the trial starts from (if it holds one)")
+    save_checkpoint_dir: str = _flag("", "PBT: a folder the trial saves its final weights to, for the next step")
     tta: str = _flag("none", "test-time augmentation of every dumped CSV and validation score: hflip averages the "
                              "probabilities of the image and its mirror", tuple(TTA))
     metric: str = _flag("val_acc", "what NNI's tuner maximises ('default'); train_acc when there is no validation",

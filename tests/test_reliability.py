@@ -139,7 +139,13 @@ def test_kills_at_random_moments_of_the_soft_csv_writes_leave_only_whole_files(d
                                   "--output_dir", str(output), "--cache_dir", str(tmp_path / "cache"), *FAST,
                                   "--epochs", "3", "--tensorboard", "false"],
                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(4.0, 12.0))
+        # Kill only once the trial has its run folder (on a busy machine the start alone can take 10 s), then at
+        # a random moment of its epochs and dumps.
+        deadline = time.monotonic() + 120
+        while len(list(output.glob("standalone/*/params.json"))) <= _attempt and time.monotonic() < deadline:
+            assert trial.poll() is None, "the trial ended before it was killed"
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 6.0))
         trial.send_signal(signal.SIGKILL)
         trial.wait(timeout=30)
     for run in (output / "standalone").iterdir():

@@ -129,14 +129,14 @@ def test_predict_writes_a_new_pair_the_ensemble_reads(demo_dir, tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     run = next((output / "standalone").iterdir())
-    again = subprocess.run([sys.executable, str(ROOT / "predict.py"), str(run)], cwd=ROOT, capture_output=True,
+    again = subprocess.run([sys.executable, "-m", "harness.predict", str(run)], cwd=ROOT, capture_output=True,
                            text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     own = pd.read_csv(next(run.glob("valid1_*[0-9]_soft.csv")))
     new = pd.read_csv(next(run.glob("valid1_*-pred1_soft.csv")))
     # the same weights and predictor as the dump: the same probabilities
     assert np.allclose(own.iloc[:, 2:].to_numpy(), new.iloc[:, 2:].to_numpy(), atol=1e-5)
-    flipped = subprocess.run([sys.executable, str(ROOT / "predict.py"), str(run), "--tta", "hflip"], cwd=ROOT,
+    flipped = subprocess.run([sys.executable, "-m", "harness.predict", str(run), "--tta", "hflip"], cwd=ROOT,
                              capture_output=True, text=True, timeout=600)
     assert flipped.returncode == 0, flipped.stderr[-2000:]
     mirrored = pd.read_csv(next(run.glob("valid1_*-pred2_soft.csv")))
@@ -147,3 +147,45 @@ def test_predict_writes_a_new_pair_the_ensemble_reads(demo_dir, tmp_path):
                               str(tmp_path / "sub.csv")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert blended.returncode == 0, blended.stderr[-2000:]
     assert "gathered 3 eval CSVs from 1 runs" in blended.stdout, blended.stdout
+
+
+@pytest.mark.parametrize("moment", ["while starting", "while the cache is built"])
+def test_a_sigterm_before_the_first_epoch_ends_quietly_and_leaves_nothing(demo_dir, tmp_path, moment):
+    """NNI's assessor or `nnictl stop` can stop a trial that is still reading its data: status 143 (or the
+    default SIGTERM death while Python is still importing), no traceback, no run folder without an epoch, no
+    cache file left half built."""
+    output, cache = tmp_path / "out", tmp_path / "cache"
+    stopped = trial("--data_dir", str(demo_dir), "--epochs", "3", *FAST, "--output_dir", str(output),
+                    "--cache", "true", "--cache_dir", str(cache), "--num_workers", "1")
+    if moment == "while starting":  # imports, parameters, the data set's tables, the model
+        time.sleep(4.0)
+    else:  # the run folder exists; the cache's loader is starting its workers
+        deadline = time.monotonic() + 120
+        for line in stopped.stdout:
+            if "building the image cache" in line or time.monotonic() > deadline:
+                break
+    stopped.send_signal(signal.SIGTERM)
+    _, err = stopped.communicate(timeout=60)
+    assert stopped.returncode in (128 + signal.SIGTERM, -signal.SIGTERM), err[-2000:]
+    assert "Traceback" not in err, err[-3000:]
+    runs = list(output.glob("standalone/*"))
+    assert not [r for r in runs if not (r / "metrics.jsonl").exists()], "a run folder without an epoch was left"
+    assert not list(cache.rglob("*.tmp")), "a half-built cache was left"
+
+
+def test_only_the_half_built_loader_s_unraisable_error_is_dropped():
+    from types import SimpleNamespace
+
+    from harness.outputs.stop import quiet_half_built_loader
+
+    class _MultiProcessingDataLoaderIter:
+        pass
+
+    seen = []
+    hook = quiet_half_built_loader(seen.append)
+    half_built = SimpleNamespace(exc_value=AttributeError("'_MultiProcessingDataLoaderIter' object has no attribute "
+                                                          "'_shutdown'"), object=_MultiProcessingDataLoaderIter())
+    other = SimpleNamespace(exc_value=AttributeError("no attribute '_shutdown'"), object=object())
+    hook(half_built)
+    hook(other)
+    assert seen == [other]

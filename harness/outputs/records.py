@@ -24,17 +24,23 @@ def epoch_record(epoch: int, train: TrainResult, val: Prediction | None, val_lab
         "lr": lr,
         "train_images_per_s": train.images / train.seconds if train.seconds > 0 else None,
     }
-    if val is None:
-        return record
+    if val is not None:
+        record.update(val_scores(val, val_labels, heads))
+    return record
+
+
+def val_scores(val: Prediction, val_labels: np.ndarray, heads: Mapping[str, int]) -> dict[str, float]:
+    """val_loss, val_acc and val_f1 (with several heads, their means, and each head's val_acc_<task> and
+    val_f1_<task>)."""
     labels = val_labels[:, None] if val_labels.ndim == 1 else val_labels
     scores = {task: (val.accuracy[task], macro_f1(labels[:, h], val.probs[task].argmax(1), classes))
               for h, (task, classes) in enumerate(heads.items())}
-    record.update(val_loss=val.loss, val_acc=float(np.mean([acc for acc, _ in scores.values()])),
-                  val_f1=float(np.mean([f1 for _, f1 in scores.values()])))
+    result = {"val_loss": val.loss, "val_acc": float(np.mean([acc for acc, _ in scores.values()])),
+              "val_f1": float(np.mean([f1 for _, f1 in scores.values()]))}
     if len(heads) > 1:
         for task, (acc, f1) in scores.items():
-            record.update({f"val_acc_{task}": acc, f"val_f1_{task}": f1})
-    return record
+            result.update({f"val_acc_{task}": acc, f"val_f1_{task}": f1})
+    return result
 
 
 def default_key(metric: str, has_validation: bool) -> str:

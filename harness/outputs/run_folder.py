@@ -52,6 +52,11 @@ class RunFolder:
     def write_params(self, description: dict[str, Any]) -> None:
         write_json(description, self.path / "params.json")
 
+    def write_population(self, inherited: dict[str, Any]) -> None:
+        """population.json: where a PBT trial's weights came from, the parent's last record and their score here
+        before training."""
+        write_json(inherited, self.path / "population.json")
+
     def add_metrics(self, record: dict[str, Any]) -> None:
         self.records.append(record)
         self.write_metrics()

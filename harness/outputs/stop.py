@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ class StopSignal:
 
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._handle)
+        sys.unraisablehook = quiet_half_built_loader(sys.unraisablehook)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.depth:
@@ -48,6 +50,20 @@ class StopSignal:
             self.depth -= 1
         if not self.depth and self.pending is not None:
             raise Stopped(self.pending)
+
+
+def quiet_half_built_loader(hook: Any) -> Any:
+    """A SIGTERM that lands while torch's DataLoader starts its workers leaves an iterator whose __init__ never
+    finished; its __del__ then fails on the missing `_shutdown` attribute and Python prints an 'Exception ignored'
+    traceback at exit, after the trial's one line. Only that case is dropped (its workers die with the trial:
+    harness/data/batches.py die_with_parent); every other unraisable error goes to the previous hook."""
+    def unraisable(info: Any) -> None:
+        owner = type(getattr(info, "object", None)).__qualname__ if getattr(info, "object", None) else ""
+        if (isinstance(info.exc_value, AttributeError) and "_shutdown" in str(info.exc_value)
+                and "DataLoaderIter" in (owner + repr(getattr(info, "object", "")))):
+            return
+        hook(info)
+    return unraisable
 
 
 def stop_record(signal_name: str, records: list[dict[str, Any]], checkpoint: str | None) -> dict[str, Any]:

@@ -108,6 +108,9 @@ class Checkpointer:
                   "rng": rng_states(state.train_loader), "epoch": epoch, "last_dump_loss": last_dump_loss,
                   "records": records, "best": self.best}, self.folder / LAST)
 
+    def has_last(self) -> bool:
+        return (self.folder / LAST).exists()
+
     def resume(self, state: TrainingState) -> tuple[int, float | None, list[dict[str, Any]]]:
         """(first epoch to run, the dump rule's last loss, the records so far); (1, None, []) with no last.pt."""
         path = self.folder / LAST
