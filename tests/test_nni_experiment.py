@@ -73,6 +73,8 @@ def test_nnictl_runs_the_cpu_demo_experiment_to_the_end(demo_dir, tmp_path):
         tuned = json.loads(trial["hyperParameters"][0])["parameters"]
         assert {k: params[k] for k in tuned} == pytest.approx(tuned)
         assert params["experiment_id"] == experiment_id
+        button = tmp_path / "experiments" / experiment_id / "trials" / trial["trialJobId"] / "output" / "tensorboard"
+        assert list(button.glob("events.out.tfevents.*")), "the web UI's TensorBoard button finds the trial's logs"
         submissions = list(run.glob("submission*_soft.csv"))
         assert submissions, "dump threshold 0: the first epoch dumps"
         assert pd.read_csv(submissions[0]).shape[1] == 1 + params["num_classes"]

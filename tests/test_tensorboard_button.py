@@ -1,7 +1,5 @@
-"""NNI 3.0's TensorBoard button on the local platform, and README's workaround for where it looks."""
+"""NNI 3.0's TensorBoard button on the local platform, and the link each trial makes where it looks."""
 import importlib.util
-import re
-import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -11,13 +9,6 @@ def nni_node_file(relative: str) -> str:
     spec = importlib.util.find_spec("nni_node")
     assert spec and spec.submodule_search_locations, "nni_node (NNI's manager) is not installed"
     return (Path(next(iter(spec.submodule_search_locations))) / relative).read_text()
-
-
-def readme_link_loop() -> str:
-    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
-    found = [b for b in blocks if "environments/local-env/trials/*/tensorboard" in b]
-    assert len(found) == 1, "README's TensorBoard paragraph has one link loop"
-    return found[0]
 
 
 def test_nni_still_looks_outside_the_trials_output_folder():
@@ -33,22 +24,20 @@ def test_nni_still_looks_outside_the_trials_output_folder():
     assert "--bind_all" in tensorboard  # README warns that the TensorBoard it starts listens on every interface
 
 
-def test_readme_link_loop_puts_each_trials_logs_where_the_button_looks(tmp_path):
+def test_a_trial_links_its_logs_where_the_button_looks(tmp_path):
+    from harness.outputs.sinks import link_for_tensorboard_button
+
     experiment = tmp_path / "nni_experiments" / "abc123"
-    for trial in ("S6U8m", "ioMMF"):
-        logs = experiment / "environments" / "local-env" / "trials" / trial / "tensorboard"
-        logs.mkdir(parents=True)
-        (logs / "events.out.tfevents.1.host.1.0").write_bytes(b"")
-    (experiment / "environments" / "local-env" / "trials" / "noTB01").mkdir()  # a --tensorboard false trial
-    (experiment / "trials" / "S6U8m" / "output" / "tensorboard").mkdir(parents=True)  # pressed before linking
+    logs = experiment / "environments" / "local-env" / "trials" / "S6U8m" / "tensorboard"
+    logs.mkdir(parents=True)
+    (logs / "events.out.tfevents.1.host.1.0").write_bytes(b"")
+    link = link_for_tensorboard_button(logs)
+    assert link == experiment / "trials" / "S6U8m" / "output" / "tensorboard"
+    assert link.is_symlink() and [p.name for p in link.iterdir()] == ["events.out.tfevents.1.host.1.0"]
+    assert link_for_tensorboard_button(logs) == link  # a resumed trial: the link is already there
 
-    for _ in range(2):  # run again after more trials ended: the same result
-        subprocess.run(["bash", "-euc", readme_link_loop()], cwd=experiment, check=True)
-
-    for trial in ("S6U8m", "ioMMF"):
-        looked_at = experiment / "trials" / trial / "output" / "tensorboard"
-        assert looked_at.is_symlink()
-        assert looked_at.resolve() == (experiment / "environments" / "local-env" / "trials" / trial /
-                                       "tensorboard").resolve()
-        assert [p.name for p in looked_at.iterdir()] == ["events.out.tfevents.1.host.1.0"]
-    assert sorted(p.name for p in (experiment / "trials").iterdir()) == ["S6U8m", "ioMMF"]
+    taken = experiment / "environments" / "local-env" / "trials" / "ioMMF" / "tensorboard"
+    taken.mkdir(parents=True)
+    (experiment / "trials" / "ioMMF" / "output" / "tensorboard").mkdir(parents=True)  # NNI made it first
+    assert link_for_tensorboard_button(taken) is None  # left alone: nothing of NNI's is replaced
+    assert link_for_tensorboard_button(tmp_path / "standalone" / "run" / "tensorboard") is None

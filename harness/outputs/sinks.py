@@ -77,6 +77,25 @@ def tensorboard_dir(run_path: Path) -> Path:
     return Path(output) / "tensorboard" if output else run_path / "tensorboard"
 
 
+def link_for_tensorboard_button(log_dir: Path) -> Path | None:
+    """NNI 3.0's local service runs a trial in <experiment>/environments/<env>/trials/<id> ($NNI_OUTPUT_DIR), but
+    its web UI's TensorBoard button opens <experiment>/trials/<id>/output/tensorboard, which nothing writes
+    (tests/test_tensorboard_button.py pins both paths in NNI's code). A symbolic link there to the trial's own
+    logs makes the button show them: NNI resolves it (realpathSync) before starting TensorBoard. Returns the
+    link, or None where the layout is not NNI's local one (standalone, remote machines) or the place is taken."""
+    output = Path(log_dir).parent
+    if len(output.parents) < 4 or output.parent.name != "trials" or output.parents[2].name != "environments":
+        return None
+    link = output.parents[3] / "trials" / output.name / "output" / "tensorboard"
+    try:
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(Path(log_dir).resolve(), target_is_directory=True)
+    except OSError:  # a file system without links: the README's manual route still works
+        return None
+    return link if link.is_symlink() else None
+
+
 def scalar_tag(key: str) -> str:
     """metrics.jsonl key -> TensorBoard tag, grouped by stage: train_loss -> train/loss, val_f1_mask -> val/f1_mask."""
     stage, _, rest = key.partition("_")
@@ -91,6 +110,8 @@ class TensorBoard:
         from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only for trials that log
 
         self.log_dir = log_dir
+        if os.environ.get("NNI_OUTPUT_DIR"):
+            link_for_tensorboard_button(log_dir)
         self.writer = SummaryWriter(log_dir=str(log_dir))
 
     def epoch(self, record: dict[str, Any]) -> None:
