@@ -26,7 +26,8 @@ def test_with_overrides_makes_paths_absolute_and_appends_trial_flags(tmp_path):
     assert config["maxTrialNumber"] == 50  # the original is left alone
 
 
-@pytest.mark.parametrize("name", ["config.yml", "config.demo.yml"])
+@pytest.mark.parametrize("name", ["config.yml", "config.demo.yml", "config.hyperband.yml", "config.bohb.yml",
+                                  "config.pbt.yml"])
 def test_shipped_configs_are_valid_nni_configs(name):
     from nni.experiment.config import ExperimentConfig
 
@@ -34,10 +35,18 @@ def test_shipped_configs_are_valid_nni_configs(name):
     checked = ExperimentConfig(**with_overrides(config, ROOT))
     checked.validate()
     assert config["tuner"]["classArgs"]["optimize_mode"] == "maximize"
+    assert json.loads((ROOT / config["searchSpaceFile"]).read_text())
+    if "className" in config["tuner"]:  # a custom tuner: importable from its codeDirectory
+        import importlib
+
+        module, name_ = config["tuner"]["className"].rsplit(".", 1)
+        assert getattr(importlib.import_module(module), name_)
+    if name != "config.demo.yml":
+        assert "trialGpuNumber" not in with_overrides(config, ROOT, cpu=True)
     if name == "config.yml":
         assert config["trialGpuNumber"] == 1 and config["trainingService"]["useActiveGpu"] is True
         assert config["assessor"]["name"] == "Medianstop"
-    else:
+    elif name == "config.demo.yml":
         assert "trialGpuNumber" not in config  # a CPU machine has no NVML
 
 
