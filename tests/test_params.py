@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.data.labels import TASKS
 from harness.errors import UserError
@@ -25,11 +26,24 @@ def choices(space_file: Path):
                 yield key, value
 
 
+def configs_using(space_file: Path) -> list[Path]:
+    return [c for c in sorted(ROOT.glob("config*.yml"))
+            if yaml.safe_load(c.read_text()).get("searchSpaceFile") == space_file.name]
+
+
 @pytest.mark.parametrize("space_file", SEARCH_SPACES, ids=lambda p: p.name)
 def test_every_search_space_key_is_a_flag(space_file):
     space = json.loads(space_file.read_text())
-    assert {"batch_size", "model", "criterion", "classification"} <= set(space)
     assert set(space) <= set(FLAG_TYPES)
+    configs = configs_using(space_file)
+    assert configs, f"no config uses {space_file.name}"
+    # What the search space leaves out (PBT's space holds only what may change while weights carry over) the
+    # config's trialCommand must fix, so that every trial knows its model, loss, task and batch.
+    for config in configs:
+        command = yaml.safe_load(config.read_text())["trialCommand"].split()
+        flags = {word[2:] for word in command if word.startswith("--")}
+        missing = {"batch_size", "model", "criterion", "classification"} - set(space) - flags
+        assert not missing, f"{config.name}: {sorted(missing)} neither searched nor set in trialCommand"
 
 
 @pytest.mark.parametrize("space_file, key, value",
