@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     received = next_parameters()
     params = parse_params(argv, received)
     stop = StopSignal()
-    stop.install()  # before anything is written: a SIGTERM from here on waits for the write it interrupts
+    stop.install()  # before anything is written: a SIGINT or SIGTERM from here on waits for the write it interrupts
     try:
         return run_trial(argv, received, params, stop)
     except Stopped as stopped:  # while loading the data or building the model: nothing was written yet

@@ -2,7 +2,8 @@
 
     python benchmarks/bench_search.py [--minutes 20] [--out bench_out/search] [--tuners tpe,hyperband,random]
 
-Each tuner gets the same wall-clock budget, one trial at a time, on the same generated demo data (18 classes, the
+The tuners' experiments run side by side for the same wall-clock budget, one trial each at a time (so that
+other load on the machine falls on all of them alike), on the same generated demo data (18 classes, the
 demo's models and search space without `classification`: every trial trains the 18-class task, so scores compare).
 While an experiment runs, every run folder's metrics.jsonl is read every few seconds: the curve is the best
 validation macro-F1 of any finished epoch against elapsed time. At the end of the budget the experiment is
@@ -65,7 +66,7 @@ def best_so_far(experiment: Path) -> tuple[float | None, int]:
     return best, epochs
 
 
-def run_tuner(name: str, data: Path, work: Path, minutes: float, poll: float) -> dict:
+def start_tuner(name: str, data: Path, work: Path, minutes: float) -> dict:
     space = json.loads((ROOT / "search_space.demo.json").read_text())
     space.pop("classification")
     (work / f"{name}-space.json").write_text(json.dumps(space))
@@ -76,29 +77,43 @@ def run_tuner(name: str, data: Path, work: Path, minutes: float, poll: float) ->
     path = work / f"{name}.yml"
     path.write_text(yaml.safe_dump(config))
     port = free_port()
-    experiment_id = start(path, port)
-    began = time.monotonic()
-    curve: list[tuple[float, float | None, int]] = []
-    try:
-        while (elapsed := time.monotonic() - began) < minutes * 60:
-            best, epochs = best_so_far(work / name / experiment_id)
-            curve.append((elapsed, best, epochs))
-            time.sleep(poll)
-        trials = NniRest(port).trials()
-    finally:
-        stop(experiment_id)
-    best, epochs = best_so_far(work / name / experiment_id)
-    curve.append((minutes * 60, best, epochs))
-    runs = sorted(p.parent for p in (work / name / experiment_id).glob("*/params.json"))
+    return {"tuner": name, "port": port, "experiment": start(path, port), "folder": None, "curve": []}
+
+
+def finish_tuner(run: dict, work: Path, minutes: float) -> dict:
+    folder = work / run["tuner"] / run["experiment"]
+    best, epochs = best_so_far(folder)
+    run["curve"].append((minutes * 60, best, epochs))
+    runs = sorted(p.parent for p in folder.glob("*/params.json"))
     ensemble = None
     try:
         from harness.report.selection import select
 
         ensemble = select(runs, "val_f1")[0].score
     except Exception as error:  # noqa: BLE001 - no dumped member in the budget: the table says so
-        print(f"{name}: no ensemble ({error})", file=sys.stderr)
-    return {"tuner": name, "experiment": experiment_id, "trials": len(trials), "epochs": epochs,
-            "best_val_f1": best, "ensemble_val_f1": ensemble, "curve": curve}
+        print(f"{run['tuner']}: no ensemble ({error})", file=sys.stderr)
+    return {"tuner": run["tuner"], "experiment": run["experiment"], "trials": run["trials"], "epochs": epochs,
+            "best_val_f1": best, "ensemble_val_f1": ensemble, "curve": run["curve"]}
+
+
+def run_side_by_side(names: list[str], data: Path, work: Path, minutes: float, poll: float) -> list[dict]:
+    """All tuners' experiments at once, one trial each: whatever else loads the machine loads them alike, which
+    wall-clock budgets run one after the other cannot promise on a shared machine."""
+    runs: list[dict] = []
+    try:
+        for name in names:
+            runs.append(start_tuner(name, data, work, minutes))
+        began = time.monotonic()
+        while (elapsed := time.monotonic() - began) < minutes * 60:
+            for run in runs:
+                run["curve"].append((elapsed, *best_so_far(work / run["tuner"] / run["experiment"])))
+            time.sleep(poll)
+        for run in runs:
+            run["trials"] = len(NniRest(run["port"]).trials())
+    finally:
+        for run in runs:
+            stop(run["experiment"])
+    return [finish_tuner(run, work, minutes) for run in runs]
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -130,16 +145,19 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=120, help="people of the generated demo data (7 photos each)")
     parser.add_argument("--poll", type=float, default=5.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "search")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep the data and the experiments' folders here (default: a temporary folder)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = Path(tmp) if args.keep is None else args.keep
+        work.mkdir(parents=True, exist_ok=True)
         data = generate(work / "demo", people=args.people, eval_images=100, seed=0)
-        results = [run_tuner(name, data, work, args.minutes, args.poll) for name in args.tuners.split(",")]
+        results = run_side_by_side(args.tuners.split(","), data, work, args.minutes, args.poll)
     write_json({"minutes": args.minutes, "epochs": EPOCHS, "trial_flags": TRIAL_FLAGS, "results": results},
                args.out / "search.json")
     plot(results, args.out / "search.png")
-    print(f"\n{args.minutes:g} minutes per tuner, one trial at a time\n")
+    print(f"\n{args.minutes:g} minutes, the tuners side by side, one trial each at a time\n")
     print("| tuner | trials started | epochs trained | best val macro-F1 | ensemble --select val macro-F1 |")
     print("|---|---:|---:|---:|---:|")
     for r in results:

@@ -1,12 +1,14 @@
 """A real NNI experiment: nnictl create with the CPU demo config, followed through NNI's REST API."""
 import json
+import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from harness.experiment import NniRest, free_port, load_config, start, stop, wait, with_overrides
+from harness.experiment import NniRest, free_port, load_config, nnictl, nnictl_env, start, stop, wait, with_overrides
 from trial_checks import check_run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,3 +89,52 @@ def test_nnictl_runs_the_cpu_demo_experiment_to_the_end(demo_dir, tmp_path):
         submissions = list(run.glob("submission*_soft.csv"))
         assert submissions, "dump threshold 0: the first epoch dumps"
         assert pd.read_csv(submissions[0]).shape[1] == 1 + params["num_classes"]
+
+
+def test_nnictl_stop_then_resume_continues_the_trial_from_its_checkpoint(demo_dir, tmp_path):
+    """NNI 3.0's local service stops a trial with SIGINT (SIGKILL 5 s later): the trial records the stop and keeps
+    last.pt; `nnictl resume` runs it again under the same trial id, so it continues after its last epoch."""
+    epochs = 12  # about 1 s each: nnictl stop takes 3 s to reach the trial, which must still be training then
+    config = with_overrides(
+        load_config(ROOT / "config.demo.yml"), ROOT, working_dir=tmp_path / "experiments", max_trials=1,
+        trial_args=["--data_dir", str(demo_dir), "--epochs", str(epochs), "--img_size", "32", "--num_workers", "0",
+                    "--checkpoint", "last"])
+    space = {"model": {"_type": "choice", "_value": ["resnet10t"]},  # one small model: about 1 s an epoch
+             "batch_size": {"_type": "choice", "_value": [32]},
+             "criterion": {"_type": "choice", "_value": ["cross_entropy"]},
+             "classification": {"_type": "choice", "_value": ["gender"]}}
+    (tmp_path / "space.json").write_text(json.dumps(space))
+    config["searchSpaceFile"] = str(tmp_path / "space.json")
+    config_path = tmp_path / "config.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    experiment_id = start(config_path, port)
+    folder = tmp_path / "experiments" / experiment_id
+    try:
+        deadline = time.monotonic() + 600
+        while not any(m.read_text().strip() for m in folder.glob("*/metrics.jsonl")):
+            assert time.monotonic() < deadline, "no epoch within 10 minutes"
+            time.sleep(0.5)
+        stop(experiment_id)
+        run = next(folder.glob("*/metrics.jsonl")).parent
+        stopped = json.loads((run / "stopped.json").read_text())
+        assert stopped["signal"] == "SIGINT" and stopped["checkpoint"] == "last.pt"
+        assert stopped["last_completed_epoch"] < epochs, "stopped after the last epoch: the test proves nothing"
+        assert (run / "last.pt").is_file()
+        resumed = subprocess.run([nnictl(), "resume", experiment_id, "--port", str(port)], capture_output=True,
+                                 text=True, env=nnictl_env())
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        rest = NniRest(port)
+        assert wait(rest, timeout=900, echo=lambda line: None) == "DONE"
+        trials, metrics = rest.trials(), rest.metrics()
+    finally:
+        stop(experiment_id)
+    assert [t["status"] for t in trials] == ["SUCCEEDED"]
+    assert run.name.endswith(trials[0]["trialJobId"]), "the resumed trial is the same trial, in the same folder"
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == list(range(1, epochs + 1)), "one line per epoch"
+    assert not (run / "stopped.json").exists()
+    for stderr in folder.glob("environments/*/trials/*/trial.stderr"):  # a report the stopping manager refused
+        assert "Traceback" not in stderr.read_text(), stderr.read_text()[-3000:]
+    periodical = [m for m in metrics if m["type"] == "PERIODICAL"]
+    assert len(periodical) == epochs, "NNI holds each epoch once"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.outputs.stop import Stopped, StopSignal, stop_record
+from harness.outputs.stop import STOP_SIGNALS, Stopped, StopSignal, stop_record
 from harness.train.checkpoint import Checkpointer, is_better
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,22 +83,41 @@ def test_resume_refuses_a_folder_without_a_checkpoint(tmp_path):
                                                          "--checkpoint last, or finished no epoch)")
 
 
-def test_sigterm_waits_for_the_write_it_interrupts():
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: signal.Signals(s).name)
+def test_a_stop_signal_waits_for_the_write_it_interrupts(signum):
+    """SIGTERM (the user, other schedulers) and SIGINT (NNI 3.0's local service, Ctrl-C) stop a trial alike."""
     stop = StopSignal()
-    old = signal.getsignal(signal.SIGTERM)
+    old = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     stop.install()
     written = []
     try:
-        with pytest.raises(Stopped):
+        with pytest.raises(Stopped) as caught:
             with stop.protect():
-                os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), signum)
                 written.append("whole")  # still runs: the signal waits for the block
-        assert written == ["whole"]
+        assert written == ["whole"] and caught.value.signum == signum
         with pytest.raises(Stopped):
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
             time.sleep(1)
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def test_a_forked_loader_worker_is_not_stopped_as_the_trial():
+    """Ctrl-C reaches a DataLoader worker too, which inherited the handler: it ends as without it
+    (KeyboardInterrupt, which torch's worker loop takes quietly), never as a second trial writing stopped.json."""
+    stop = StopSignal()
+    old = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    stop.install()
+    try:
+        stop.owner = -1  # as seen from a forked child
+        with pytest.raises(KeyboardInterrupt):  # not Stopped, a BaseException of its own
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def test_stop_record_names_the_last_completed_epoch():

@@ -3,9 +3,10 @@ ends. A new per-epoch action (TensorBoard, a progress file, a notifier) is one m
 added to the list trial.py builds."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,13 +46,27 @@ class NniReport:
     def epoch(self, record: dict[str, Any]) -> None:
         import nni
 
-        nni.report_intermediate_result(nni_metric(record, self.key, self.reserved))
+        with unanswered_manager(f"epoch {record['epoch']}'s result"):
+            nni.report_intermediate_result(nni_metric(record, self.key, self.reserved))
 
     def close(self, best: dict[str, Any] | None) -> None:
         import nni
 
         if best is not None:
-            nni.report_final_result(nni_metric(best, self.key, self.reserved))
+            with unanswered_manager("the final result"):
+                nni.report_final_result(nni_metric(best, self.key, self.reserved))
+
+
+@contextlib.contextmanager
+def unanswered_manager(what: str) -> Iterator[None]:
+    """`nnictl stop` closes NNI's REST server about 3 s before it stops the trials (with SIGINT): a report in
+    between fails to connect. The run folder already holds the epoch, so the trial logs one line and goes on until
+    the signal comes (requests' errors are OSErrors)."""
+    try:
+        yield
+    except OSError as error:
+        log.warning("NNI's manager did not take %s (%s: experiment stopping?); the run folder has it",
+                    what, type(error).__name__)
 
 
 class LogLine:

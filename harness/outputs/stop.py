@@ -1,5 +1,10 @@
-"""A trial stopped by NNI's assessor, `nnictl stop` or the user (SIGTERM): it finishes the write it is in, records
-in the run folder that it was stopped and after which epoch, keeps its checkpoint, and exits at once.
+"""A trial stopped by NNI's assessor, `nnictl stop` or the user: it finishes the write it is in, records in the run
+folder that it was stopped and after which epoch, keeps its checkpoint, and exits at once.
+
+Both SIGTERM and SIGINT stop it so. NNI 3.0's local training service stops a trial with SIGINT and sends SIGKILL
+5 s later (nni_node/common/trial_keeper/process.js), so a write must finish within that; every write is a
+temporary file renamed into place (harness/atomic.py), so even the SIGKILL leaves no half file. A SIGTERM comes
+from the user, other training services or schedulers; SIGINT is also Ctrl-C.
 
 Outside a write the signal interrupts the trial where it is (mid-batch: that epoch is lost, the last checkpoint is
 the previous epoch's); inside `protect()` it waits for the block to end."""
@@ -7,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -16,10 +22,11 @@ from typing import Any
 from harness.atomic import write_json
 
 STOPPED = "stopped.json"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Stopped(BaseException):
-    """Raised in the main thread by SIGTERM; a BaseException so that no `except Exception` swallows it."""
+    """Raised in the main thread by SIGTERM or SIGINT; a BaseException so that no `except Exception` swallows it."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -28,14 +35,25 @@ class Stopped(BaseException):
 
 class StopSignal:
     def __init__(self) -> None:
+        self.owner = os.getpid()
         self.depth = 0
         self.pending: int | None = None
 
     def install(self) -> None:
-        signal.signal(signal.SIGTERM, self._handle)
+        self.owner = os.getpid()
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._handle)
         sys.unraisablehook = quiet_half_built_loader(sys.unraisablehook)
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self.owner:
+            # A loader worker forked with this handler (Ctrl-C reaches the whole process group): it ends as it
+            # would without it. torch's worker loop leaves quietly on KeyboardInterrupt; the trial decides.
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         if self.depth:
             self.pending = signum
         else:
