@@ -106,3 +106,18 @@ def test_ema_dumps_and_harness_predict_come_from_the_averaged_weights(demo_dir, 
     assert np.allclose(predicted.iloc[:, 2:].to_numpy(), written, atol=1e-6)
     again = pd.read_csv(next(run.glob("submission*-pred1_soft.csv")))
     assert np.allclose(again.iloc[:, 1:].to_numpy(), submission.iloc[:, 1:].to_numpy(), atol=1e-6)
+
+
+def test_old_age_on_a_layout_without_ages_fails_before_anything_is_written(tmp_path):
+    import trial
+    from harness.data.opencv import cv2
+    from harness.errors import UserError
+
+    for name in ("cat", "dog"):
+        (tmp_path / "data" / "train" / name).mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(tmp_path / "data" / "train" / name / f"{i}.png"), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(UserError, match="old_age 58 needs ages to re-label"):
+        trial.main(["--data_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "runs"), *FAST,
+                    "--old_age", "58"])
+    assert not (tmp_path / "runs").exists()
