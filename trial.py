@@ -23,7 +23,7 @@ from harness.data.split import split_indices
 from harness.data.transforms import Normalizer
 from harness.errors import UserError, run_cli
 from harness.outputs.progress import EpochProgress
-from harness.outputs.records import best_record, default_key, epoch_record, val_scores
+from harness.outputs.records import best_record, default_key, epoch_record, raw_scores, val_scores
 from harness.outputs.resume import resumed_run
 from harness.outputs.run_folder import RunFolder, run_folder_name, trial_identity
 from harness.outputs.sinks import EpochSink, LogLine, MetricsFile, NniReport, TensorBoard, tensorboard_dir
@@ -31,8 +31,11 @@ from harness.outputs.soft_csv import should_dump
 from harness.outputs.stop import Stopped, StopSignal, clear_stop, record_stop
 from harness.params import FLAG_TYPES, TrialParams, parse_params
 from harness.train.allocator import keep_freed_memory
+from harness.train.averaging import WeightAverage, ema_enabled
 from harness.train.checkpoint import LAST, Checkpointer, TrainingState
+from harness.train.class_balance import class_weights, sample_weights
 from harness.train.losses import create_loss
+from harness.train.mixing import BatchMixer, mixing_enabled
 from harness.train.optim import create_optimizer, create_scheduler
 from harness.train.passes import TrainingDiverged, train_one_epoch
 from harness.train.population import checked_folder, load_parent, save_member
@@ -89,6 +92,9 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
     task = params.classification  # the search-space key 'classification' names the task
     train_set, eval_set = load_train(params.data_dir), load_eval(params.data_dir)
     labels = np.stack([train_set.task_labels(task)], axis=1)  # [N, heads]: one column per head of the model
+    # --old_age moves the 60+ class's first age in the training labels only: validation keeps the contest's rule,
+    # so validation scores (and the validation CSVs' labels) stay comparable across trials.
+    train_labels = np.stack([train_set.task_labels(task, params.old_age)], axis=1)
     heads = {task: train_set.num_classes(task)}
     model = create_model(params.model, heads, params.pretrained, params.weights)
 
@@ -125,13 +131,18 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
         loaders = build_loaders(train_set, eval_set, labels, train_idx, val_idx, LoaderSettings(
             batch_size=params.batch_size, num_workers=params.num_workers, seed=params.seed, img_size=params.img_size,
             crop=params.crop, cache=params.cache, cache_dir=params.cache_dir,
-            pin_memory=params.pin_memory and device.type == "cuda"))
+            pin_memory=params.pin_memory and device.type == "cuda"), train_labels=train_labels,
+            sample_weights=sample_weights(train_labels[train_idx]) if params.sampler == "weighted" else None)
         normalize = Normalizer(*train_set.mean_std, device=device, channels_last=precision.channels_last)
 
         set_fast_swish(model, params.fast_swish)
         model = model.to(device, memory_format=precision.memory_format)
-        criteria = {name: create_loss(params.criterion, classes).to(device) for name, classes in heads.items()}
-        predictor = Predictor(model, heads, normalize, precision, params.tta)
+        # --class_weights: from the training split's labels (after --old_age), one vector per head.
+        criteria = {name: create_loss(params.criterion, classes, class_weights(
+            train_labels[train_idx, h], classes, params.class_weights)).to(device)
+            for h, (name, classes) in enumerate(heads.items())}
+        average = WeightAverage(model, params.ema_decay) if ema_enabled(params.ema_decay) else None
+        predictor = Predictor(model, heads, normalize, precision, params.tta, average)
         key = default_key(params.metric, loaders.val is not None)
         sinks: list[EpochSink] = [MetricsFile(run), NniReport(key, reserved=FLAG_TYPES), LogLine(params.epochs, key)]
         if params.tensorboard:
@@ -180,8 +191,13 @@ def train(params: TrialParams, model: torch.nn.Module, heads: dict[str, int], cr
                                                                   params.weight_decay)
     scheduler = create_scheduler(params.scheduler, optimizer, params.epochs)
     scaler = predictor.precision.grad_scaler()
+    average = predictor.average  # --ema_decay
+    if inherited and average is not None:
+        average.restart_from(model)  # PBT: the average starts at the inherited weights
+    mix = BatchMixer(heads, params.mixup, params.cutmix, params.mix_prob) \
+        if mixing_enabled(params.mixup, params.cutmix, params.mix_prob) else None
     # Checkpoints and resume: continue after the last completed epoch of last.pt, if the run folder has one.
-    state = TrainingState(model, optimizer, scheduler, scaler, loaders.train)
+    state = TrainingState(model, optimizer, scheduler, scaler, loaders.train, average)
     first_epoch, last_dump_loss, run.records = checkpointer.resume(state)
     if first_epoch > 1:
         clear_stop(run.path)
@@ -200,9 +216,12 @@ def train(params: TrialParams, model: torch.nn.Module, heads: dict[str, int], cr
         lr = optimizer.param_groups[0]["lr"]
         result = train_one_epoch(model, loaders.train, heads, criteria, optimizer, predictor.normalize,
                                  predictor.precision, scaler,
-                                 on_batch=EpochProgress(epoch, params.epochs, len(loaders.train)))
+                                 on_batch=EpochProgress(epoch, params.epochs, len(loaders.train)), mix=mix,
+                                 after_step=average.update if average is not None else None)
         val = predictor(loaders.val, criteria) if loaders.val else None
         record = epoch_record(epoch, result, val, loaders.val_labels, heads, lr)
+        if average is not None and loaders.val:
+            record.update(raw_scores(predictor.of_model(loaders.val, criteria), loaders.val_labels, heads))
         dump = should_dump(result.accuracy, result.loss, last_dump_loss, params.dump_threshold)
         if dump:
             # The eval set is predicted only at dump epochs (nothing else reads it), by the same predictor as the

@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 from harness.data.labels import TASKS
 from harness.errors import UserError
 from harness.train.checkpoint import CHECKPOINT_MODES
+from harness.train.class_balance import CLASS_WEIGHTS, SAMPLERS
 from harness.train.losses import LOSSES
 from harness.train.optim import OPTIMIZERS, SCHEDULERS
 from harness.train.tta import TTA
@@ -74,6 +75,19 @@ class TrialParams:
     save_checkpoint_dir: str = _flag("", "PBT: a folder the trial saves its final weights to, for the next step")
     tta: str = _flag("none", "test-time augmentation of every dumped CSV and validation score: hflip averages the "
                              "probabilities of the image and its mirror", tuple(TTA))
+    # Mixing, class imbalance, weight averaging (README: "Contest techniques"; harness/train/mixing.py,
+    # class_balance.py, averaging.py).
+    mixup: float = _flag(0.0, "MixUp's beta alpha (timm's Mixup); 0: off")
+    cutmix: float = _flag(0.0, "CutMix's beta alpha; 0: off (both above 0: each batch takes one or the other)")
+    mix_prob: float = _flag(1.0, "chance that a training batch is mixed when --mixup or --cutmix is above 0")
+    class_weights: str = _flag("none", "per-class loss weights from the training split's counts: inverse "
+                                       "(N / (C n_k)), sqrt_inverse, none", CLASS_WEIGHTS)
+    sampler: str = _flag("none", "weighted: draw training images with chance 1 / (their class's count), "
+                                 "len(train) per epoch, with replacement", SAMPLERS)
+    old_age: int = _flag(60, "training labels' first age of the 60+ class (mask contest, age and multi tasks); "
+                             "validation keeps the contest's 60")
+    ema_decay: float = _flag(0.0, "exponential moving average of the weights, what validation, dumps and "
+                                  "harness.predict use; 0: off")
     metric: str = _flag("val_acc", "what NNI's tuner maximises ('default'); train_acc when there is no validation",
                         ("val_acc", "val_f1"))
     tensorboard: bool = _flag(True, "per-epoch scalars for TensorBoard: $NNI_OUTPUT_DIR/tensorboard under NNI (its "
@@ -205,6 +219,11 @@ def check(params: TrialParams) -> None:
         "val_ratio": (0 <= params.val_ratio < 1, "in [0, 1)"),
         "num_workers": (params.num_workers >= 0, "0 or more"),
         "dump_threshold": (0 <= params.dump_threshold <= 1, "in [0, 1]"),
+        "mixup": (params.mixup >= 0, "0 or more (0: off)"),
+        "cutmix": (params.cutmix >= 0, "0 or more (0: off)"),
+        "mix_prob": (0 <= params.mix_prob <= 1, "in [0, 1]"),
+        "old_age": (30 < params.old_age <= 100, "in 31..100 (the 30-59 class must keep at least one age)"),
+        "ema_decay": (0 <= params.ema_decay < 1, "in [0, 1) (0: off)"),
     }
     for f in fields(TrialParams):
         value = getattr(params, f.name)

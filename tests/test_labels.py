@@ -70,3 +70,10 @@ def test_demo_data_never_replaces_a_folder_it_did_not_write(tmp_path):
     (demo / "train" / "train.csv").unlink()
     generate(demo, people=6, eval_images=2, width=32, height=32)  # its own folder: rewritten whole
     assert (demo / "train" / "train.csv").is_file()
+
+
+@pytest.mark.parametrize("age, expected", [(29, 0), (30, 1), (57, 1), (58, 2), (59, 2), (60, 2)])
+def test_old_age_moves_the_oldest_class_down(age, expected):
+    """--old_age 58: 58- and 59-year-olds train as 60+ (the contest's rule stays the default)."""
+    assert age_label(age, old_age=58) == expected
+    assert age_labels(np.array([age]), old_age=58)[0] == expected

@@ -129,3 +129,28 @@ def test_eval_image_missing_is_named(demo_dir, tmp_path):
     (data / "eval" / "images" / first).unlink()
     with pytest.raises(UserError, match=f"{first} not found \\(1 of the 40 images"):
         load_eval(data)
+
+
+def test_old_age_relabels_age_and_multi_from_the_ages(demo_dir):
+    data = load_train(demo_dir)
+    ages = data.ages
+    assert ages is not None and len(ages) == len(data.paths)
+    assert (data.task_labels("age", 60) == data.labels["age"]).all()
+    moved = data.task_labels("age", 59)
+    assert (moved[ages == 59] == 2).all() and (data.labels["age"][ages == 59] == 1).all()
+    assert (moved[ages != 59] == data.labels["age"][ages != 59]).all()
+    multi = data.task_labels("multi", 59)
+    assert (multi == data.labels["mask"] * 6 + data.labels["gender"] * 3 + moved).all()
+    for task in ("mask", "gender"):  # no age in them: unchanged
+        assert (data.task_labels(task, 58) == data.labels[task]).all()
+
+
+def test_old_age_needs_a_layout_with_ages(tmp_path):
+    for name in ("cat", "dog"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "train" / name / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    data = load_train(tmp_path)
+    assert (data.task_labels("multi", 60) == data.labels["multi"]).all()
+    with pytest.raises(UserError, match="old_age 58 needs ages to re-label, and .* is a class-folder data set "
+                                        "without them .*: keep old_age 60"):
+        data.task_labels("multi", 58)

@@ -29,13 +29,13 @@ def test_right_answers_cost_less_than_wrong_ones(name):
 
 def test_focal_with_gamma_zero_is_cross_entropy():
     logits, targets = torch.randn(16, 5), torch.randint(0, 5, (16,))
-    assert torch.isclose(FocalLoss(gamma=0)(logits, targets), F.cross_entropy(logits, targets))
+    assert torch.isclose(FocalLoss(5, gamma=0)(logits, targets), F.cross_entropy(logits, targets))
 
 
 def test_focal_down_weights_easy_images():
     logits = torch.tensor([[4.0, 0.0]])
     targets = torch.tensor([0])
-    assert FocalLoss(gamma=2)(logits, targets) < F.cross_entropy(logits, targets) / 100
+    assert FocalLoss(2, gamma=2)(logits, targets) < F.cross_entropy(logits, targets) / 100
 
 
 def test_label_smoothing_by_hand():
@@ -51,7 +51,7 @@ def test_f1_loss_is_near_zero_for_confident_right_answers():
     assert F1Loss(3)(F.one_hot(targets, 3).float() * 30, targets) < 1e-4
 
 
-@pytest.mark.parametrize("build, message", [(lambda: FocalLoss(gamma=-1), "gamma"),
+@pytest.mark.parametrize("build, message", [(lambda: FocalLoss(3, gamma=-1), "gamma"),
                                             (lambda: F1Loss(1), "at least 2 classes")])
 def test_losses_check_their_arguments(build, message):
     with pytest.raises(ValueError, match=message):
@@ -61,3 +61,63 @@ def test_losses_check_their_arguments(build, message):
 def test_unknown_loss_names_the_choices():
     with pytest.raises(UserError, match="unknown criterion 'mse': expected one of cross_entropy, focal"):
         create_loss("mse", 3)
+
+
+# Probability targets (MixUp/CutMix) and class weights (--class_weights): harness/train/losses.py's contract.
+WEIGHTS = torch.tensor([0.5, 2.0, 1.0])
+
+
+@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("weight", [None, WEIGHTS], ids=["unweighted", "weighted"])
+def test_a_one_hot_target_costs_what_its_hard_label_costs(name, weight):
+    torch.manual_seed(1)
+    logits, targets = torch.randn(6, 3), torch.tensor([0, 1, 2, 2, 1, 0])
+    loss = create_loss(name, 3, weight)
+    assert torch.isclose(loss(logits, F.one_hot(targets, 3).float()), loss(logits, targets))
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_weighted_cross_entropy_is_torchs_on_hard_labels(smoothing):
+    """Same value as nn.CrossEntropyLoss(weight, label_smoothing): a weighted mean over the labels' weights."""
+    torch.manual_seed(2)
+    logits, targets = torch.randn(8, 3), torch.randint(0, 3, (8,))
+    name = "label_smoothing" if smoothing else "cross_entropy"
+    expected = torch.nn.CrossEntropyLoss(weight=WEIGHTS, label_smoothing=smoothing)(logits, targets)
+    assert torch.isclose(create_loss(name, 3, WEIGHTS)(logits, targets), expected)
+
+
+def test_unweighted_cross_entropy_on_a_mixed_target_is_torchs():
+    torch.manual_seed(3)
+    logits = torch.randn(4, 3)
+    mixed = 0.7 * F.one_hot(torch.tensor([0, 1, 2, 0]), 3) + 0.3 * F.one_hot(torch.tensor([0, 2, 1, 0]), 3)
+    assert torch.isclose(create_loss("cross_entropy", 3)(logits, mixed), F.cross_entropy(logits, mixed))
+
+
+def test_mixed_focal_by_hand():
+    """sum_k t_k (1 - p_k)^2 (-log p_k) for one image, t = 0.75 / 0.25 over classes 0 and 1."""
+    logits, target = torch.tensor([[1.0, 0.0, -1.0]]), torch.tensor([[0.75, 0.25, 0.0]])
+    p = F.softmax(logits, dim=1)[0]
+    expected = -(0.75 * (1 - p[0]) ** 2 * p[0].log() + 0.25 * (1 - p[1]) ** 2 * p[1].log())
+    assert torch.isclose(create_loss("focal", 3)(logits, target), expected)
+
+
+def test_class_weights_move_the_loss_toward_the_weighted_class():
+    """Image 0 (class 0) is wrong, image 1 (class 1) is right: weighting class 0 up raises the loss."""
+    logits, targets = torch.tensor([[0.0, 3.0, 0.0], [0.0, 3.0, 0.0]]), torch.tensor([0, 1])
+    for name in LOSSES:
+        plain = create_loss(name, 3)(logits, targets)
+        assert create_loss(name, 3, [4.0, 1.0, 1.0])(logits, targets) > plain, name
+
+
+def test_weighted_f1_is_the_weighted_mean_of_the_class_f1s():
+    logits, targets = torch.tensor([[30.0, 0, 0], [0, 30.0, 0], [0, 30.0, 0]]), torch.tensor([0, 1, 2])
+    # per-class F1 on (near) hard predictions: class 0 1, class 1 2/3, class 2 0
+    expected = 1 - (0.5 * 1 + 2.0 * 2 / 3 + 1.0 * 0) / 3.5
+    assert torch.isclose(create_loss("f1", 3, WEIGHTS)(logits, targets), torch.tensor(expected), atol=1e-5)
+
+
+def test_a_target_of_the_wrong_shape_is_refused():
+    with pytest.raises(ValueError, match=r"\[B, 3\] probabilities"):
+        create_loss("cross_entropy", 3)(torch.zeros(2, 3), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="2 class weights for 3 classes"):
+        create_loss("focal", 3, [1.0, 2.0])

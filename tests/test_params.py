@@ -142,3 +142,26 @@ def test_defaults_live_in_one_place():
     parser_defaults = vars(build_parser().parse_args([]))
     assert parser_defaults == TrialParams().to_dict()
     assert merge_parameters(parser_defaults, {}) == TrialParams()
+
+
+# Mixing, class imbalance, weight averaging (README: "Contest techniques").
+@pytest.mark.parametrize("tuned, message", [
+    ({"mixup": -0.1}, "mixup must be 0 or more (0: off), got -0.1"),
+    ({"cutmix": -1}, "cutmix must be 0 or more"),
+    ({"mix_prob": 1.5}, "mix_prob must be in [0, 1], got 1.5"),
+    ({"class_weights": "balanced"}, "class_weights must be one of none, inverse, sqrt_inverse, got 'balanced'"),
+    ({"sampler": "uniform"}, "sampler must be one of none, weighted"),
+    ({"old_age": 30}, "old_age must be in 31..100"),
+    ({"old_age": 58.5}, "old_age must be an integer"),
+    ({"ema_decay": 1.0}, "ema_decay must be in [0, 1) (0: off), got 1.0"),
+])
+def test_technique_values_out_of_range_fail_with_one_line(tuned, message):
+    with pytest.raises(UserError) as caught:
+        parse_params([], tuned)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_techniques_are_off_by_default():
+    params = parse_params([], None)
+    assert (params.mixup, params.cutmix, params.class_weights, params.sampler, params.old_age, params.ema_decay) == \
+        (0.0, 0.0, "none", "none", 60, 0.0)

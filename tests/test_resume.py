@@ -34,9 +34,16 @@ def without_timing(record: dict) -> dict:
     return {k: v for k, v in record.items() if k not in TIMING}
 
 
-def test_a_trial_killed_mid_run_resumes_where_an_uninterrupted_run_would_be(demo_dir, tmp_path):
+# With the techniques that draw random numbers or keep state of their own: the weighted sampler (the loader's
+# generator), MixUp/CutMix (numpy's), the weight average (its weights and step count in last.pt).
+TECHNIQUES = ["--sampler", "weighted", "--mixup", "0.4", "--cutmix", "1.0", "--ema_decay", "0.9",
+              "--class_weights", "inverse"]
+
+
+@pytest.mark.parametrize("techniques", [[], TECHNIQUES], ids=["plain", "sampler-mixing-ema"])
+def test_a_trial_killed_mid_run_resumes_where_an_uninterrupted_run_would_be(demo_dir, tmp_path, techniques):
     epochs = 4
-    common = ["--data_dir", str(demo_dir), "--epochs", str(epochs), *FAST]
+    common = ["--data_dir", str(demo_dir), "--epochs", str(epochs), *FAST, *techniques]
     whole = trial(*common, "--output_dir", str(tmp_path / "whole"))
     cut = trial(*common, "--output_dir", str(tmp_path / "cut"))
     # SIGTERM as soon as the first epoch is on record, so the stop falls in the middle of the run.

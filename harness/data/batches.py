@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from harness.data.transforms import load_prepared
 
@@ -124,10 +124,18 @@ def seed_worker(worker_id: int) -> None:
 
 
 def make_loader(dataset: ImageSet, batch_size: int, shuffle: bool, num_workers: int, seed: int,
-                pin_memory: bool) -> DataLoader:
+                pin_memory: bool, sample_weights: np.ndarray | None = None) -> DataLoader:
+    """sample_weights (training only): draw len(dataset) images per epoch with replacement, each with chance
+    proportional to its weight, instead of a shuffle."""
     generator = torch.Generator().manual_seed(seed)
+    # The sampler draws from the loader's own generator, as the shuffle does: the checkpoint saves that one
+    # generator's state, so a resumed run draws the same images as an uninterrupted one.
+    sampler = None if sample_weights is None else WeightedRandomSampler(
+        torch.as_tensor(sample_weights, dtype=torch.double), num_samples=len(dataset), replacement=True,
+        generator=generator)
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, pin_memory=pin_memory,
+        dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+        num_workers=num_workers, pin_memory=pin_memory,
         # A lone last image would break BatchNorm in training; evaluation must see every image.
         drop_last=shuffle and len(dataset) > batch_size,
         persistent_workers=num_workers > 0, worker_init_fn=seed_worker, generator=generator, collate_fn=whole_batch,

@@ -39,12 +39,18 @@ def gender_label(gender: str) -> int:
         raise UserError(f"gender {gender!r} is not male or female") from None
 
 
-def age_label(age: int) -> int:
-    return 0 if age < 30 else 1 if age < 60 else 2
+OLD_AGE = 60  # the contest's first age of the oldest class; validation always keeps it
+AGE_TASKS = ("age", "multi")  # the tasks whose labels depend on the age
 
 
-def age_labels(ages: np.ndarray) -> np.ndarray:
-    return np.digitize(ages, [30, 60]).astype(np.int64)
+def age_label(age: int, old_age: int = OLD_AGE) -> int:
+    return 0 if age < 30 else 1 if age < old_age else 2
+
+
+def age_labels(ages: np.ndarray, old_age: int = OLD_AGE) -> np.ndarray:
+    """old_age other than 60 is for training labels only (`--old_age`: several top teams trained with 58, since
+    photos of 58- and 59-year-olds look like 60+ and the 60+ class is the rarest)."""
+    return np.digitize(ages, [30, old_age]).astype(np.int64)
 
 
 def multi_label(mask: np.ndarray | int, gender: np.ndarray | int, age: np.ndarray | int) -> np.ndarray | int:

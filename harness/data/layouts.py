@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UserError
-from harness.data.labels import CLASS_NAMES, TASKS, age_labels, gender_label, mask_label, multi_label
+from harness.data.labels import (AGE_TASKS, CLASS_NAMES, OLD_AGE, TASKS, age_labels, gender_label, mask_label,
+                                 multi_label)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 # Channel statistics of the mask contest's photos (the original contest code's), and ImageNet's for other data sets.
@@ -37,12 +38,20 @@ class TrainSet:
     group_strata: np.ndarray  # per group, what the split keeps in proportion (gender and age group, or the class)
     layout: str
     mean_std: tuple = field(default=IMAGENET_MEAN_STD)
+    ages: np.ndarray | None = None  # age per image, where the layout has ages (the mask contest's)
 
-    def task_labels(self, task: str) -> np.ndarray:
+    def task_labels(self, task: str, old_age: int = OLD_AGE) -> np.ndarray:
+        """The task's labels; old_age moves the 60+ class's first age (training labels only: `--old_age`)."""
         if task not in self.labels:
             raise UserError(f"classification {task!r} needs the mask contest's layout (train/train.csv with "
                             f"gender and age); {self.root.parent} is a {self.layout} data set: use 'multi'")
-        return self.labels[task]
+        if old_age == OLD_AGE or (self.ages is not None and task not in AGE_TASKS):
+            return self.labels[task]
+        if self.ages is None:
+            raise UserError(f"old_age {old_age} needs ages to re-label, and {self.root.parent} is a {self.layout} "
+                            f"data set without them (only the mask contest's train.csv has ages): keep old_age 60")
+        age = age_labels(self.ages, old_age)
+        return age if task == "age" else multi_label(self.labels["mask"], self.labels["gender"], age)
 
     def num_classes(self, task: str) -> int:
         return len(self.class_names[task])
@@ -135,7 +144,7 @@ def read_mask_contest(train_dir: Path) -> TrainSet:
         root=images_dir, paths=paths,
         labels={"mask": mask, "gender": gender, "age": age, "multi": multi_label(mask, gender, age)},
         class_names=dict(CLASS_NAMES), groups=person, group_strata=genders * 3 + age_groups,
-        layout="mask contest", mean_std=MASK_MEAN_STD)
+        layout="mask contest", mean_std=MASK_MEAN_STD, ages=ages.to_numpy()[person])
 
 
 def _single_label(root: Path, paths: list[str], names: list[str], labels: np.ndarray, layout: str) -> TrainSet:

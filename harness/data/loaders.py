@@ -50,17 +50,24 @@ def image_source(root: Path, paths: Sequence[str], settings: LoaderSettings):
 
 
 def build_loaders(train_set: TrainSet, eval_set: EvalSet | None, labels: np.ndarray, train_idx: np.ndarray,
-                  val_idx: np.ndarray, settings: LoaderSettings) -> Loaders:
-    """labels: [N, heads] (or a vector for one head) for every image of train_set."""
+                  val_idx: np.ndarray, settings: LoaderSettings, train_labels: np.ndarray | None = None,
+                  sample_weights: np.ndarray | None = None) -> Loaders:
+    """labels: [N, heads] (or a vector for one head) for every image of train_set: the validation labels, and the
+    training labels unless train_labels (same shape: `--old_age`) differs. sample_weights: one per image of
+    train_idx, for a weighted sampler instead of the shuffle (`--sampler weighted`)."""
     labels = labels[:, None] if labels.ndim == 1 else labels
+    train_labels = labels if train_labels is None else train_labels[:, None] if train_labels.ndim == 1 \
+        else train_labels
     images = image_source(train_set.root, train_set.paths, settings)
 
-    def loader(dataset: ImageSet, shuffle: bool, batch_size: int) -> DataLoader:
-        return make_loader(dataset, batch_size, shuffle, settings.num_workers, settings.seed, settings.pin_memory)
+    def loader(dataset: ImageSet, shuffle: bool, batch_size: int, weights: np.ndarray | None = None) -> DataLoader:
+        return make_loader(dataset, batch_size, shuffle, settings.num_workers, settings.seed, settings.pin_memory,
+                           weights)
 
     # Prediction needs no gradients, so it can take bigger batches.
     eval_batch = settings.batch_size * 2
-    train = loader(ImageSet(images, train_idx, labels, train_augment(settings.seed)), True, settings.batch_size)
+    train = loader(ImageSet(images, train_idx, train_labels, train_augment(settings.seed)), True, settings.batch_size,
+                   sample_weights)
     val = loader(ImageSet(images, val_idx, labels), False, eval_batch) if len(val_idx) else None
     evaluation = None
     if eval_set is not None:

@@ -43,6 +43,12 @@ def val_scores(val: Prediction, val_labels: np.ndarray, heads: Mapping[str, int]
     return result
 
 
+def raw_scores(val: Prediction, val_labels: np.ndarray, heads: Mapping[str, int]) -> dict[str, float]:
+    """With --ema_decay the val_* scores are the averaged weights' (what is dumped); these raw_val_* are the
+    trained weights' own, for comparison."""
+    return {f"raw_{key}": value for key, value in val_scores(val, val_labels, heads).items()}
+
+
 def default_key(metric: str, has_validation: bool) -> str:
     """The number NNI's tuner maximises: the chosen validation metric, or train accuracy with no validation."""
     return metric if has_validation else "train_acc"

@@ -2,8 +2,10 @@
 
 `--checkpoint last` keeps last.pt: everything needed to continue after the last completed epoch (model, optimiser,
 scheduler, grad scaler, the RNG states of torch, numpy, python, the train loader's shuffling and the augmentation,
-the epoch, the dump rule's state and the records so far). `--checkpoint best` keeps best.pt: the weights of the
-best epoch so far, for `python -m harness.predict`. `none` keeps nothing. Both files are written whole or not at
+the epoch, the dump rule's state and the records so far, and with `--ema_decay` the averaged weights and their
+step count under "ema"). `--checkpoint best` keeps best.pt: the weights of the best epoch so far (and their
+average under "ema"), for `python -m harness.predict`, which predicts with the average when there is one.
+Checkpoints written before "ema" existed load as before. `none` keeps nothing. Both files are written whole or not at
 all (a temporary file renamed over the old one), so a kill at any moment leaves the previous checkpoint intact."""
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from harness.atomic import atomic_path
 from harness.errors import UserError
+from harness.train.averaging import WeightAverage
 
 CHECKPOINT_MODES = ("last", "best", "none")
 LAST, BEST = "last.pt", "best.pt"
@@ -32,6 +35,7 @@ class TrainingState:
     scheduler: Any
     scaler: torch.amp.GradScaler | None
     train_loader: DataLoader
+    average: WeightAverage | None = None  # --ema_decay above 0
 
 
 def augment_parts(augment: Any) -> list[Any]:
@@ -97,8 +101,10 @@ class Checkpointer:
              records: list[dict[str, Any]]) -> None:
         """After epoch `epoch` (its record last in `records`), with the scheduler already stepped."""
         record = records[-1]
+        average = {"ema": state.average.state_dict()} if state.average is not None else {}
         if self.mode == "best" and is_better(record, self.best, self.key):
-            save({"model": state.model.state_dict(), "epoch": epoch, "record": record}, self.folder / BEST)
+            save({"model": state.model.state_dict(), **average, "epoch": epoch, "record": record},
+                 self.folder / BEST)
         if is_better(record, self.best, self.key):
             self.best = record[self.key]
         if self.mode == "last":
@@ -106,7 +112,7 @@ class Checkpointer:
                   "scheduler": state.scheduler.state_dict(),
                   "scaler": state.scaler.state_dict() if state.scaler is not None else None,
                   "rng": rng_states(state.train_loader), "epoch": epoch, "last_dump_loss": last_dump_loss,
-                  "records": records, "best": self.best}, self.folder / LAST)
+                  "records": records, "best": self.best, **average}, self.folder / LAST)
 
     def has_last(self) -> bool:
         return (self.folder / LAST).exists()
@@ -123,14 +129,19 @@ class Checkpointer:
         if state.scaler is not None and data["scaler"] is not None:
             state.scaler.load_state_dict(data["scaler"])
         restore_rng_states(state.train_loader, data["rng"])
+        if state.average is not None and "ema" in data:
+            state.average.load_state_dict(data["ema"])
+        elif state.average is not None:  # a checkpoint from before the average existed: it starts from here
+            state.average.restart_from(state.model)
         self.best = data["best"]
         return data["epoch"] + 1, data["last_dump_loss"], data["records"]
 
 
 def weights_for_prediction(folder: Path) -> tuple[dict[str, Any], int]:
-    """(model state, epoch) of best.pt, else of last.pt."""
+    """(model state, epoch) of best.pt, else of last.pt: the averaged weights when the run kept an average (what
+    its soft CSVs were predicted with), else the model's."""
     for name in (BEST, LAST):
         if (Path(folder) / name).exists():
             data = load(Path(folder) / name)
-            return data["model"], data["epoch"]
+            return (data["ema"]["weights"] if "ema" in data else data["model"]), data["epoch"]
     raise UserError(f"{folder} holds no checkpoint ({BEST} or {LAST}): run the trial with --checkpoint best or last")

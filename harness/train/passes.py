@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from harness.errors import UserError
+from harness.train.mixing import dominant_labels
 from harness.train.precision import Precision
 
 Heads = Mapping[str, int]  # task -> classes, in the model's order (models/registry.py describes the contract)
@@ -50,17 +51,30 @@ class Prediction:
     accuracy: dict[str, float] = field(default_factory=dict)  # task -> accuracy, when labelled
 
 
-def _heads_loss(logits: dict[str, torch.Tensor], targets: torch.Tensor, criteria: Criteria) -> torch.Tensor:
+# What a training step may do to a batch before the forward pass (MixUp/CutMix, harness/train/mixing.py):
+# (images, labels [B, heads]) -> (images, task -> [B, K] target probabilities).
+BatchMix = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+def _heads_loss(logits: dict[str, torch.Tensor], targets: torch.Tensor | Mapping[str, torch.Tensor],
+                criteria: Criteria) -> torch.Tensor:
+    """targets: labels [B, heads], or task -> [B, K] probabilities (mixed batches)."""
+    def target(h: int, task: str) -> torch.Tensor:
+        return targets[task] if isinstance(targets, Mapping) else targets[:, h]
     # Losses in fp32 whatever autocast computed the logits in.
-    return sum(criteria[task](logits[task].float(), targets[:, h]) for h, task in enumerate(criteria))
+    return sum(criteria[task](logits[task].float(), target(h, task)) for h, task in enumerate(criteria))
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, heads: Heads, criteria: Criteria,
                     optimizer: torch.optim.Optimizer, normalize: Callable[[torch.Tensor], torch.Tensor],
                     precision: Precision, scaler: torch.amp.GradScaler | None = None,
-                    on_batch: Callable[[int, int], None] | None = None) -> TrainResult:
+                    on_batch: Callable[[int, int], None] | None = None, mix: BatchMix | None = None,
+                    after_step: Callable[[nn.Module], None] | None = None) -> TrainResult:
     """One pass over `loader`, whose labels are [B, heads]. on_batch(batches done, images done) is called after
-    each step (progress reporting); it must not synchronise."""
+    each step (progress reporting); it must not synchronise. mix: MixUp/CutMix of each batch; train accuracy then
+    counts a prediction right when it is the mixed target's dominant class (its arg-max: the image with the larger
+    share), and train loss is the loss on the mixed targets. after_step(model): after each optimiser step (the
+    weight average's update)."""
     device = precision.device
     model.train()
     loss_sum = torch.zeros((), device=device)
@@ -71,9 +85,13 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, heads: Heads, criteria
     for batch, (images, labels) in enumerate(loader, start=1):
         inputs = normalize(images)
         targets = labels.to(device, non_blocking=True)
+        mixed = None
+        if mix is not None:
+            inputs, mixed = mix(inputs, targets)
+            targets = dominant_labels(mixed)
         with precision.autocast():
             logits = head_logits(model(inputs), heads)
-            loss = _heads_loss(logits, targets, criteria)
+            loss = _heads_loss(logits, targets if mixed is None else mixed, criteria)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -82,6 +100,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, heads: Heads, criteria
         else:
             loss.backward()
             optimizer.step()
+        if after_step is not None:
+            after_step(model)
         loss_sum += loss.detach().float() * len(labels)
         right = torch.stack([logits[task].detach().argmax(1) == targets[:, h] for h, task in enumerate(heads)])
         correct += right.all(0).sum()

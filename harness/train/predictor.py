@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from harness.train.averaging import WeightAverage
 from harness.train.passes import Criteria, Heads, Prediction, predict
 from harness.train.precision import Precision
 from harness.train.tta import AugmentedViews
@@ -23,8 +24,16 @@ class Predictor:
     normalize: Callable[[torch.Tensor], torch.Tensor]
     precision: Precision
     tta: str = "none"  # a key of harness.train.tta.TTA
+    average: WeightAverage | None = None  # --ema_decay: when set, its averaged weights are what the run predicts
 
     def __call__(self, loader: DataLoader, criteria: Criteria | None = None) -> Prediction:
+        return self._predict(self.average.module if self.average is not None else self.model, loader, criteria)
+
+    def of_model(self, loader: DataLoader, criteria: Criteria | None = None) -> Prediction:
+        """The trained weights themselves, not their average (the raw_val_* scores beside an average's)."""
+        return self._predict(self.model, loader, criteria)
+
+    def _predict(self, model: nn.Module, loader: DataLoader, criteria: Criteria | None) -> Prediction:
         # model.eval() in predict reaches the wrapped model: the wrapper holds it as a submodule.
-        return predict(AugmentedViews(self.model, self.tta), loader, self.heads, self.normalize, self.precision,
+        return predict(AugmentedViews(model, self.tta), loader, self.heads, self.normalize, self.precision,
                        criteria)
