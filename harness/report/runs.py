@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.data.labels import TASKS
+from harness.data.labels import CLASSIFICATIONS
 from harness.errors import UserError
 from harness.outputs.stop import STOPPED
 
@@ -95,9 +95,9 @@ def _json_object(path: Path, what: str) -> dict[str, Any]:
 
 def read_params(path: Path) -> dict[str, Any]:
     params = _json_object(path, PARAMS)
-    if params.get("classification") not in TASKS:
+    if params.get("classification") not in CLASSIFICATIONS:
         raise UserError(f"{path}: 'classification' is {params.get('classification')!r}, expected one of "
-                        f"{', '.join(TASKS)}")
+                        f"{', '.join(CLASSIFICATIONS)}")
     epochs = params.get("epochs")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise UserError(f"{path}: 'epochs' is {epochs!r}, expected a positive integer")
@@ -225,9 +225,9 @@ def ranked(runs: Sequence[Run], metric: str) -> list[Run]:
 
 
 def tasks(runs: Sequence[Run]) -> list[str]:
-    """The experiment's tasks in the registry's order (mask, gender, age, multi)."""
+    """The experiment's tasks in the registry's order (mask, gender, age, multi, multihead)."""
     present = {run.task for run in runs}
-    return [task for task in TASKS if task in present]
+    return [task for task in CLASSIFICATIONS if task in present]
 
 
 def param_value(run: Run, key: str) -> Any:
