@@ -219,3 +219,38 @@ def test_kfold_trial_killed_mid_fold_resumes_to_the_same_oof_csvs(demo_dir, tmp_
     best = max(summary["epochs"], key=lambda r: r["val_acc"])
     assert summary["best_epoch"] == best["epoch"]
     assert "Final result: {'default': " + repr(best["val_acc"]) in out + err, "NNI's final result: the CV score"
+
+
+def test_nnictl_runs_a_kfold_multihead_trial(demo_dir, tmp_path):
+    """Under nnictl: one trial with --folds 2 and classification multihead from the search space; NNI gets one
+    intermediate result per step and the cross-validated final result."""
+    import yaml
+
+    from harness.experiment import NniRest, free_port, load_config, start, stop, wait, with_overrides
+
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"classification": {"_type": "choice", "_value": ["multihead"]}}))
+    config = with_overrides(
+        load_config(ROOT / "config.demo.yml"), ROOT, working_dir=tmp_path / "experiments", max_trials=1,
+        trial_args=["--data_dir", str(demo_dir), "--epochs", "1", "--folds", "2", "--img_size", "32",
+                    "--num_workers", "0", "--dump_threshold", "0", "--tensorboard", "false"])
+    config["searchSpaceFile"] = str(space)
+    (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    experiment_id = start(tmp_path / "config.yml", port)
+    try:
+        rest = NniRest(port)
+        assert wait(rest, timeout=900, echo=lambda line: None) == "DONE"
+        trials, metrics = rest.trials(), rest.metrics()
+    finally:
+        stop(experiment_id)
+    assert [t["status"] for t in trials] == ["SUCCEEDED"]
+    periodical = [json.loads(json.loads(m["data"])) for m in metrics if m["type"] == "PERIODICAL"]
+    final = [json.loads(json.loads(m["data"])) for m in metrics if m["type"] == "FINAL"]
+    assert [(p["epoch"], p["fold"], p["fold_epoch"]) for p in periodical] == [(1, 1, 1), (2, 2, 1)]
+    assert all({"val_acc_mask", "val_f1_gender", "val_f1_age"} <= set(p) for p in periodical)
+    run = next((tmp_path / "experiments" / experiment_id).glob(f"multihead_*_{trials[0]['trialJobId']}"))
+    summary = json.loads((run / "kfold.json").read_text())
+    assert len(final) == 1 and final[0]["default"] == summary["epochs"][0]["val_acc"]
+    valid = pd.read_csv(next(run.glob("valid1_*_soft.csv")))
+    assert valid.shape == (len(load_train(demo_dir).paths), 2 + 18)
