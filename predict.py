@@ -17,8 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
+from harness.data.labels import csv_task
 from harness.data.layouts import load_eval, load_train
 from harness.data.loaders import LoaderSettings, build_loaders
 from harness.data.split import split_indices
@@ -26,6 +25,7 @@ from harness.data.transforms import Normalizer
 from harness.errors import UserError, run_cli
 from harness.outputs.resume import read_params_json, recorded_params
 from harness.outputs.run_folder import RunFolder
+from harness.outputs.soft_csv import csv_labels, csv_probs
 from harness.train.checkpoint import weights_for_prediction
 from harness.train.precision import resolve_device, resolve_precision, seed_everything
 from harness.train.predictor import Predictor
@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     folder = Path(args.run_dir)
     recorded = read_params_json(folder)
+    if recorded.get("folds", 1) > 1:
+        raise UserError(f"{folder} is a {recorded['folds']}-fold run: its soft CSVs come from {recorded['folds']} "
+                        f"models, whose weights are not kept; re-run the trial to predict again")
     params = recorded_params(recorded, **({"data_dir": args.data_dir} if args.data_dir else {}))
     state, epoch = weights_for_prediction(folder)
     records = {r["epoch"]: r for r in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())}
@@ -66,11 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     seed_everything(params.seed)
     task = params.classification
     train_set, eval_set = load_train(params.data_dir), load_eval(params.data_dir)
-    if train_set.num_classes(task) != recorded.get("num_classes", train_set.num_classes(task)):
-        raise UserError(f"{params.data_dir} has {train_set.num_classes(task)} classes for {task}, the run "
-                        f"{recorded['num_classes']}")
-    labels = np.stack([train_set.task_labels(task)], axis=1)
-    heads = {task: train_set.num_classes(task)}
+    classes = train_set.num_classes(csv_task(task))
+    if classes != recorded.get("num_classes", classes):
+        raise UserError(f"{params.data_dir} has {classes} classes for {task}, the run {recorded['num_classes']}")
+    labels = train_set.head_labels(task)
+    heads = train_set.heads(task)
     model = create_model(params.model, heads, False, "")
     model.load_state_dict(state)
     device = resolve_device(args.device)
@@ -87,8 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     record = records[epoch]
     run = RunFolder(folder.parent.parent, folder.parent.name, folder.name)
     written = run.write_soft_csvs(epoch, record["train_acc"], record["train_loss"],
-                                  loaders.eval_ids, evaluation.probs[task] if evaluation else None,
-                                  loaders.val_ids, loaders.val_labels[:, 0], val.probs[task] if val else None,
+                                  loaders.eval_ids, csv_probs(evaluation.probs, heads) if evaluation else None,
+                                  loaders.val_ids, csv_labels(loaders.val_labels, heads),
+                                  csv_probs(val.probs, heads) if val else None,
                                   tag=free_tag(folder))
     for path in written:
         print(path)

@@ -6,28 +6,31 @@ hand the record to the sinks (metrics.jsonl, NNI, the log), dump soft CSVs when 
 This file only wires the parts together; each stage lives in harness/ (data, train, outputs) and models/."""
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from harness.data.layouts import load_eval, load_train
+from harness.data.labels import csv_task
+from harness.data.layouts import EvalSet, TrainSet, load_eval, load_train
 from harness.data.loaders import Loaders, LoaderSettings, build_loaders
-from harness.data.split import split_indices
+from harness.data.split import assign_folds, fold_indices, split_indices
 from harness.data.transforms import Normalizer
 from harness.errors import UserError, run_cli
+from harness.outputs import kfold
 from harness.outputs.progress import EpochProgress
 from harness.outputs.records import best_record, default_key, epoch_record, raw_scores, val_scores
 from harness.outputs.resume import resumed_run
 from harness.outputs.run_folder import RunFolder, run_folder_name, trial_identity
 from harness.outputs.sinks import EpochSink, LogLine, MetricsFile, NniReport, TensorBoard, tensorboard_dir
-from harness.outputs.soft_csv import should_dump
+from harness.outputs.soft_csv import csv_labels, csv_probs, should_dump
 from harness.outputs.stop import Stopped, StopSignal, clear_stop, record_stop
 from harness.params import FLAG_TYPES, TrialParams, parse_params
 from harness.train.allocator import keep_freed_memory
@@ -91,11 +94,11 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
     # Everything that can fail on the user's input fails before anything is written or decoded.
     task = params.classification  # the search-space key 'classification' names the task
     train_set, eval_set = load_train(params.data_dir), load_eval(params.data_dir)
-    labels = np.stack([train_set.task_labels(task)], axis=1)  # [N, heads]: one column per head of the model
+    labels = train_set.head_labels(task)  # [N, heads]: one column per head of the model
     # --old_age moves the 60+ class's first age in the training labels only: validation keeps the contest's rule,
     # so validation scores (and the validation CSVs' labels) stay comparable across trials.
-    train_labels = np.stack([train_set.task_labels(task, params.old_age)], axis=1)
-    heads = {task: train_set.num_classes(task)}
+    train_labels = train_set.head_labels(task, params.old_age)
+    heads = train_set.heads(task)  # one head, or mask, gender and age for 'multihead'
     model = create_model(params.model, heads, params.pretrained, params.weights)
 
     if resumed:
@@ -118,7 +121,8 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
             **params.to_dict(), "data_dir": str(Path(params.data_dir).resolve()),
             "output_dir": str(Path(params.output_dir).resolve()), "experiment_id": experiment_id,
             "trial_id": trial_id, "parameter_id": nni.get_sequence_id(), "nni_parameters": received,
-            "num_classes": heads[task], "class_names": train_set.class_names[task],
+            "num_classes": train_set.num_classes(csv_task(task)), "class_names": train_set.class_names[csv_task(task)],
+            "heads": heads, "validation": kfold.validation_scheme(params.folds, params.val_ratio, params.seed),
             "data_layout": train_set.layout, "argv": argv})
     log.info("run folder %s", run.path)
 
@@ -128,39 +132,60 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
         precision = resolve_precision(device, params.amp, params.channels_last)
         torch.backends.cudnn.benchmark = params.cudnn_benchmark
         train_idx, val_idx = split_indices(train_set.groups, train_set.group_strata, params.val_ratio, params.seed)
-        loaders = build_loaders(train_set, eval_set, labels, train_idx, val_idx, LoaderSettings(
+        settings = LoaderSettings(
             batch_size=params.batch_size, num_workers=params.num_workers, seed=params.seed, img_size=params.img_size,
             crop=params.crop, cache=params.cache, cache_dir=params.cache_dir,
-            pin_memory=params.pin_memory and device.type == "cuda"), train_labels=train_labels,
-            sample_weights=sample_weights(train_labels[train_idx]) if params.sampler == "weighted" else None)
+            pin_memory=params.pin_memory and device.type == "cuda")
         normalize = Normalizer(*train_set.mean_std, device=device, channels_last=precision.channels_last)
 
-        set_fast_swish(model, params.fast_swish)
-        model = model.to(device, memory_format=precision.memory_format)
-        # --class_weights: from the training split's labels (after --old_age), one vector per head.
-        criteria = {name: create_loss(params.criterion, classes, class_weights(
-            train_labels[train_idx, h], classes, params.class_weights)).to(device)
-            for h, (name, classes) in enumerate(heads.items())}
-        average = WeightAverage(model, params.ema_decay) if ema_enabled(params.ema_decay) else None
-        predictor = Predictor(model, heads, normalize, precision, params.tta, average)
-        key = default_key(params.metric, loaders.val is not None)
-        sinks: list[EpochSink] = [MetricsFile(run), NniReport(key, reserved=FLAG_TYPES), LogLine(params.epochs, key)]
+        def loaders_for(train_idx: np.ndarray, val_idx: np.ndarray) -> Loaders:
+            """The loaders of one split (K-fold: of one fold); --sampler weighted draws by its training labels."""
+            weights = sample_weights(train_labels[train_idx]) if params.sampler == "weighted" else None
+            return build_loaders(train_set, eval_set, labels, train_idx, val_idx, settings,
+                                 train_labels=train_labels, sample_weights=weights)
+
+        def ready(model: torch.nn.Module, train_idx: np.ndarray
+                  ) -> tuple[torch.nn.Module, dict[str, torch.nn.Module], Predictor]:
+            """A model on the device with its criteria and predictor (K-fold makes one per fold)."""
+            set_fast_swish(model, params.fast_swish)
+            model = model.to(device, memory_format=precision.memory_format)
+            # --class_weights: from the training split's labels (after --old_age), one vector per head.
+            criteria = {name: create_loss(params.criterion, classes, class_weights(
+                train_labels[train_idx, h], classes, params.class_weights)).to(device)
+                for h, (name, classes) in enumerate(heads.items())}
+            average = WeightAverage(model, params.ema_decay) if ema_enabled(params.ema_decay) else None
+            return model, criteria, Predictor(model, heads, normalize, precision, params.tta, average)
+
+        key = default_key(params.metric, params.folds > 1 or len(val_idx) > 0)
+        steps = params.epochs * params.folds  # K-fold: one NNI step per epoch of each fold
+        sinks: list[EpochSink] = [MetricsFile(run), NniReport(key, reserved=FLAG_TYPES), LogLine(steps, key)]
         if params.tensorboard:
             sinks.append(TensorBoard(tensorboard_dir(run.path)))
-        log.info("%s on %s (%s; %s, channels_last %s), %d classes, %s loss", params.model, device, task,
-                 precision.reason, precision.channels_last, heads[task], params.criterion)
+        log.info("%s on %s (%s; %s, channels_last %s), heads %s, %s loss%s", params.model, device, task,
+                 precision.reason, precision.channels_last, heads, params.criterion,
+                 f", {params.folds} folds" if params.folds > 1 else "")
 
         checkpointer = Checkpointer(run.path, params.checkpoint, key)
         try:
-            train(params, model, heads, criteria, loaders, predictor, run, sinks, checkpointer, stop, pbt)
+            if params.folds == 1:
+                loaders = loaders_for(train_idx, val_idx)
+                model, criteria, predictor = ready(model, train_idx)
+                train(params, model, heads, criteria, loaders, predictor, run, sinks, checkpointer, stop, pbt)
+                best = best_record(run.records, key)
+            else:
+                def fresh_model() -> torch.nn.Module:  # every fold starts from the same initial weights
+                    seed_everything(params.seed)
+                    return create_model(params.model, heads, params.pretrained, params.weights)
+                best = train_folds(params, model, fresh_model, ready, loaders_for, heads, labels, train_set,
+                                   eval_set, run, sinks, checkpointer, stop, key)
         except TrainingDiverged as error:
-            best = best_record(run.records, key)
+            # K-fold: no cross-validated result without every fold, so no final result is reported.
+            best = best_record(run.records, key) if params.folds == 1 else None
             for sink in sinks:
                 sink.close(best)
-            reported = f"best epoch {best['epoch']} reported as the final result" if best else "no epoch finished"
+            reported = f"best epoch {best['epoch']} reported as the final result" if best else "no final result"
             raise TrainingDiverged(f"{error} in epoch {len(run.records) + 1}: the trial stopped ({reported}); "
                                    f"try a lower --lr (it was {params.lr:g})") from None
-        best = best_record(run.records, key)
         for sink in sinks:
             sink.close(best)
         return 0
@@ -180,9 +205,53 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
         raise
 
 
+def train_folds(params: TrialParams, model: torch.nn.Module | None, fresh_model: Callable[[], torch.nn.Module],
+                ready: Callable, loaders_for: Callable[[np.ndarray, np.ndarray], Loaders], heads: dict[str, int],
+                labels: np.ndarray, train_set: TrainSet, eval_set: EvalSet | None, run: RunFolder,
+                sinks: list[EpochSink],
+                checkpointer: Checkpointer, stop: StopSignal, key: str) -> dict[str, Any] | None:
+    """--folds K: the K folds one after another (harness/outputs/kfold.py describes the scheme), then the OOF
+    CSVs and cross-validated records; returns the best of those (the final result)."""
+    # Stratified on the 18-class label (a single-label data set's own label): the same people per fold for every task.
+    fold_of = assign_folds(train_set.groups, train_set.task_labels("multi"), params.folds)
+    parts = kfold.FoldParts(run.path)
+    resumed = checkpointer.load_last()  # after a kill mid-K-fold: the fold and epoch to continue from
+    done = resumed["epoch"] if resumed else 0
+    first_fold, first_epoch = kfold.resume_point(done, params.epochs)
+    if resumed:
+        run.records = resumed["records"]
+        clear_stop(run.path)
+        run.write_metrics()
+        log.info("resumed after step %d: fold %d from epoch %d", done, first_fold, first_epoch)
+    for fold in range(first_fold, params.folds + 1):
+        train_idx, val_idx = fold_indices(fold_of, fold - 1)
+        log.info("fold %d/%d: %d training and %d held-out images", fold, params.folds, len(train_idx), len(val_idx))
+        loaders = loaders_for(train_idx, val_idx)
+        fold_model, criteria, predictor = ready(model if fold == first_fold else fresh_model(), train_idx)
+        model = None  # only the fold in training holds a model on the device
+        offset = kfold.step_number(fold, 0, params.epochs)
+        train(params, fold_model, heads, criteria, loaders, predictor, run, sinks, checkpointer, stop,
+              fold=kfold.FoldRun(fold, offset, val_idx, parts, resumed if done > offset else None))
+        del fold_model, criteria, predictor, loaders  # freed before the next fold's are made
+    with stop.protect():
+        if parts.folder.is_dir():
+            eval_ids = eval_set.image_ids if eval_set else []
+            cv = kfold.assemble(run, parts, run.records, params.folds, params.epochs, labels, heads,
+                                train_set.paths, eval_ids, eval_set is not None)
+        else:  # a finished run resumed again: its folds' files are gone, kfold.json has the records
+            cv = json.loads((run.path / kfold.SUMMARY).read_text())["epochs"]
+        best = best_record(cv, key)
+        kfold.write_summary(run.path, params.folds, fold_of, cv, best)
+        parts.remove()
+    log.info("cross-validated (%d folds): %s", params.folds, ", ".join(
+        f"epoch {r['epoch']} {key} {r[key]:.4f}{' (dumped)' if r['dumped'] else ''}" for r in cv))
+    return best
+
+
 def train(params: TrialParams, model: torch.nn.Module, heads: dict[str, int], criteria: dict[str, torch.nn.Module],
           loaders: Loaders, predictor: Predictor, run: RunFolder, sinks: list[EpochSink], checkpointer: Checkpointer,
-          stop: StopSignal, pbt: tuple[Path | None, Path | None] = (None, None)) -> None:
+          stop: StopSignal, pbt: tuple[Path | None, Path | None] = (None, None),
+          fold: kfold.FoldRun | None = None) -> None:
     optimizer = create_optimizer(params.optimizer, model.parameters(), params.lr, params.weight_decay,
                                  params.momentum)
     # Population Based Training: a parent's weights and optimiser state, unless this very trial is being resumed.
@@ -198,7 +267,14 @@ def train(params: TrialParams, model: torch.nn.Module, heads: dict[str, int], cr
         if mixing_enabled(params.mixup, params.cutmix, params.mix_prob) else None
     # Checkpoints and resume: continue after the last completed epoch of last.pt, if the run folder has one.
     state = TrainingState(model, optimizer, scheduler, scaler, loaders.train, average)
-    first_epoch, last_dump_loss, run.records = checkpointer.resume(state)
+    offset = fold.offset if fold else 0  # K-fold: metrics.jsonl, NNI and last.pt count steps over all folds
+    if fold is None:
+        first_epoch, last_dump_loss, run.records = checkpointer.resume(state)
+    elif fold.resumed is not None:  # this fold was interrupted: continue it from last.pt
+        first_epoch, last_dump_loss, run.records = checkpointer.restore(state, fold.resumed)
+        first_epoch -= offset
+    else:
+        first_epoch, last_dump_loss = 1, None  # the dump rule runs per fold
     if first_epoch > 1:
         clear_stop(run.path)
         run.write_metrics()  # one line per completed epoch, whatever a kill left
@@ -219,24 +295,33 @@ def train(params: TrialParams, model: torch.nn.Module, heads: dict[str, int], cr
                                  on_batch=EpochProgress(epoch, params.epochs, len(loaders.train)), mix=mix,
                                  after_step=average.update if average is not None else None)
         val = predictor(loaders.val, criteria) if loaders.val else None
-        record = epoch_record(epoch, result, val, loaders.val_labels, heads, lr)
+        record = epoch_record(offset + epoch, result, val, loaders.val_labels, heads, lr)
         if average is not None and loaders.val:
             record.update(raw_scores(predictor.of_model(loaders.val, criteria), loaders.val_labels, heads))
         dump = should_dump(result.accuracy, result.loss, last_dump_loss, params.dump_threshold)
-        if dump:
+        if fold is not None:  # K-fold: this step's held-out predictions wait in folds/ for the OOF CSVs
+            keep = kfold.keeps_eval(fold.number, epoch, dump, kfold.fold_candidates(run.records))
+            evaluation = predictor(loaders.eval) if keep and loaders.eval else None
+            with stop.protect():
+                fold.parts.write(fold.number, epoch, fold.val_idx, csv_probs(val.probs, heads),
+                                 csv_probs(evaluation.probs, heads) if evaluation else None)
+            record = kfold.fold_record(record, fold.number, epoch, dump)
+            last_dump_loss = result.loss if dump else last_dump_loss
+            dump = False
+        elif dump:
             # The eval set is predicted only at dump epochs (nothing else reads it), by the same predictor as the
             # validation CSV beside it.
             evaluation = predictor(loaders.eval) if loaders.eval else None
-            task = next(iter(heads))
             with stop.protect():
                 run.write_soft_csvs(epoch, result.accuracy, result.loss,
-                                    loaders.eval_ids, evaluation.probs[task] if evaluation else None,
-                                    loaders.val_ids, loaders.val_labels[:, 0], val.probs[task] if val else None)
+                                    loaders.eval_ids, csv_probs(evaluation.probs, heads) if evaluation else None,
+                                    loaders.val_ids, csv_labels(loaders.val_labels, heads),
+                                    csv_probs(val.probs, heads) if val else None)
             last_dump_loss = result.loss
         record.update(dumped=dump, seconds=time.perf_counter() - started)
         scheduler.step()
         with stop.protect():  # the checkpoint before the sinks: a record NNI received always has its checkpoint
-            checkpointer.save(state, epoch, last_dump_loss, [*run.records, record])
+            checkpointer.save(state, offset + epoch, last_dump_loss, [*run.records, record])
             for sink in sinks:
                 sink.epoch(record)
     with stop.protect():  # the next PBT step starts from here

@@ -1,7 +1,7 @@
 """Gathering members from run folders: nni_experiments/<experiment>/<run>/ with params.json and soft CSVs.
 
-A run's task comes from its params.json ('classification'), never from its folder name; folders without a
-params.json (NNI's own trials/, db/, log/) are not runs."""
+A run's task comes from its params.json ('classification'; 'multihead' runs write 'multi' CSVs), never from its
+folder name; folders without a params.json (NNI's own trials/, db/, log/) are not runs."""
 from __future__ import annotations
 
 import json
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ensemble.members import Member
 from ensemble.tasks import ALL_TASKS
+from harness.data.labels import CLASSIFICATIONS, csv_task
 from harness.errors import UserError
 from harness.outputs.soft_csv import EVAL_NAME
 
@@ -32,10 +33,12 @@ def read_run(params_path: Path) -> Run:
         raise UserError(f"{params_path}: unreadable params.json ({type(error).__name__})") from None
     if not isinstance(params, dict):
         raise UserError(f"{params_path}: expected one JSON object")
-    task = params.get("classification")
-    if task not in ALL_TASKS:
-        raise UserError(f"{params_path}: 'classification' is {task!r}, expected one of {', '.join(ALL_TASKS)}")
-    return Run(folder=params_path.parent, task=task, model=str(params.get("model", "")))
+    classification = params.get("classification")
+    if classification not in CLASSIFICATIONS:
+        raise UserError(f"{params_path}: 'classification' is {classification!r}, expected one of "
+                        f"{', '.join(CLASSIFICATIONS)}")
+    # A multihead run's CSVs are 18-class ones: it votes as a multi member, on every task through its marginals.
+    return Run(folder=params_path.parent, task=csv_task(classification), model=str(params.get("model", "")))
 
 
 def find_runs(root: Path) -> list[Run]:

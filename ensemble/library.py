@@ -2,8 +2,10 @@
 its task's class count and aligned to one row order, then seen as a vote on one task."""
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,37 @@ def check_classes(soft: SoftCsv, task: str, rule: MultiRule = None) -> None:
         rule = TASK_CLASSES[task], f"a {task} CSV needs {TASK_CLASSES[task]}"
     if rule and soft.num_classes != rule[0]:
         raise UserError(f"{soft.path}: {soft.num_classes} class columns, but {rule[1]}")
+
+
+def recorded_validation(member: Member) -> dict[str, Any] | None:
+    """The 'validation' entry of the params.json beside a member's CSVs (trial.py writes it), if there is one."""
+    try:
+        recorded = json.loads((member.path.parent / "params.json").read_text()).get("validation")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def validation_label(recorded: dict[str, Any] | None, images: int) -> str:
+    """'2-fold out-of-fold predictions of 168 images' / 'a holdout of 20% of the people (seed 42), 35 images'."""
+    if recorded and recorded.get("scheme") == "kfold":
+        return f"{recorded.get('folds')}-fold out-of-fold predictions of {images} images"
+    if recorded and recorded.get("scheme") == "holdout":
+        return (f"a holdout of {recorded.get('val_ratio', 0):.0%} of the people (seed {recorded.get('seed')}), "
+                f"{images} images")
+    return f"{images} images"
+
+
+def check_same_validation(member: Member, ids: pd.Index, first: Member, first_ids: pd.Index) -> None:
+    """Selection scores members on one image set: a holdout member and a K-fold one (or holdouts of other seeds or
+    ratios) were validated on different images, and their scores cannot be compared."""
+    if len(ids) == len(first_ids) and (ids.equals(first_ids) or ids.sort_values().equals(first_ids.sort_values())):
+        return
+    own = validation_label(recorded_validation(member), len(ids))
+    theirs = validation_label(recorded_validation(first), len(first_ids))
+    raise UserError(f"--select: {member.name} was validated on {own}, {first.name} on {theirs}: members validated "
+                    f"on different images cannot be compared; select each scheme's members separately, or blend "
+                    f"without --select")
 
 
 class Library:
@@ -84,6 +117,7 @@ class Library:
         first = self.valid_csv(members[0])
         probs, labels = [], labels_for_task(first.labels, members[0].task, task)
         for member in members:
+            check_same_validation(member, self.valid_csv(member).ids, members[0], first.ids)
             soft = aligned(self.valid_csv(member), first.ids, first.path)
             own = labels_for_task(soft.labels, member.task, task)
             differ = own != labels

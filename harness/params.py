@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
-from harness.data.labels import TASKS
+from harness.data.labels import CLASSIFICATIONS
 from harness.errors import UserError
 from harness.train.checkpoint import CHECKPOINT_MODES
 from harness.train.class_balance import CLASS_WEIGHTS, SAMPLERS
@@ -35,8 +35,8 @@ class TrialParams:
     model: str = _flag("ecaresnet50t", "a name of models/ (the search space's models) or any timm model name")
     criterion: str = _flag("cross_entropy", "loss", tuple(LOSSES))
     classification: str = _flag(
-        "multi", "task: mask, gender, age, or multi (all 18 classes; the only task of a single-label data set)",
-        tuple(TASKS))
+        "multi", "task: mask, gender, age, or multi (all 18 classes; the only task of a single-label data set); "
+                 "multihead: one backbone with mask, gender and age heads, 18-class soft CSVs", tuple(CLASSIFICATIONS))
     # What users tune next.
     lr: float = _flag(1e-4, "initial learning rate")
     optimizer: str = _flag("adam", "optimizer (sgd with momentum)", tuple(OPTIMIZERS))
@@ -88,6 +88,10 @@ class TrialParams:
                              "validation keeps the contest's 60")
     ema_decay: float = _flag(0.0, "exponential moving average of the weights, what validation, dumps and "
                                   "harness.predict use; 0: off")
+    # K-fold (README: "K-fold and multi-head models"). Not in search_space.json: it multiplies a trial's cost by K.
+    folds: int = _flag(1, "1: one holdout split (--val_ratio); K >= 2: train the K person-grouped, stratified folds "
+                          "(fixed fold seed) one after another in this trial; its soft CSVs hold out-of-fold "
+                          "predictions of every training image and the folds' average on the eval set")
     metric: str = _flag("val_acc", "what NNI's tuner maximises ('default'); train_acc when there is no validation",
                         ("val_acc", "val_f1"))
     tensorboard: bool = _flag(True, "per-epoch scalars for TensorBoard: $NNI_OUTPUT_DIR/tensorboard under NNI (its "
@@ -234,6 +238,21 @@ def check(params: TrialParams) -> None:
             raise UserError(f"{name} must be {expected}, got {getattr(params, name)!r}")
     if params.weights and not params.pretrained:
         raise UserError("--weights is only read with --pretrained true")
+    check_folds(params)
+
+
+def check_folds(params: TrialParams) -> None:
+    """What K-fold (--folds > 1) cannot be combined with, each for a reason a user can act on."""
+    if params.folds < 1:
+        raise UserError(f"folds must be at least 1, got {params.folds}")
+    if params.folds == 1:
+        return
+    if params.checkpoint == "best":
+        raise UserError("--checkpoint best keeps one model's weights, a K-fold run has one per fold: use "
+                        "--checkpoint last (resumable) or none with --folds > 1")
+    if params.load_checkpoint_dir or params.save_checkpoint_dir:
+        raise UserError("Population Based Training passes one model's weights between trials: it cannot run with "
+                        "--folds > 1")
 
 
 def parse_params(argv: Sequence[str] | None, tuned: Mapping[str, Any] | None) -> TrialParams:

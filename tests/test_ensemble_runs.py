@@ -186,7 +186,7 @@ def corrupt_valid(exp: Path, run_glob: str, change) -> None:
     ("age_*_t4", lambda f: f.__setitem__("label", (f["label"] + 1) % 3),
      ["age_resnet18_16_focal_0.0001_t4/valid3", "age label", "disagrees with", "multi_ecaresnet50t"]),
     ("mask_*_t2", lambda f: f.__setitem__("ImageID", f["ImageID"].str.replace("000000_", "999999_")),
-     ["mask_ecaresnet50t_16_focal_0.0001_t2/valid3", "ImageIDs differ from", "7 missing", "7 extra"]),
+     ["mask_ecaresnet50t_16_focal_0.0001_t2/submission3", "validated on different images", "blend without --select"]),
 ])
 def test_select_refuses_members_validated_on_other_images_or_labels(tmp_path, capsys, run_glob, change, needles):
     exp = experiment(tmp_path)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.data.labels import CLASSIFICATIONS, csv_task
 from harness.data.layouts import load_train
 
 METRIC_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds",
@@ -18,13 +19,17 @@ AVERAGE_KEYS = {"raw_val_loss", "raw_val_acc", "raw_val_f1"}  # --ema_decay: the
 def check_run_folder(run: Path, data_dir: Path, epochs: int) -> dict:
     """Returns params.json after checking metrics.jsonl and every soft CSV against the data set."""
     params = json.loads((run / "params.json").read_text())
-    task, classes = params["classification"], params["num_classes"]
-    assert re.fullmatch(rf"{task}_{re.escape(params['model'])}_{params['batch_size']}_{params['criterion']}_"
+    classification, classes = params["classification"], params["num_classes"]
+    task = csv_task(classification)  # what the CSVs predict: 'multi' for a multihead run
+    heads = CLASSIFICATIONS[classification]
+    head_keys = {f"val_{score}_{head}" for head in heads for score in ("acc", "f1")} if len(heads) > 1 else set()
+    assert re.fullmatch(rf"{classification}_{re.escape(params['model'])}_{params['batch_size']}_{params['criterion']}_"
                         rf"{params['lr']:.3g}_{params['trial_id']}", run.name)
     assert Path(params["data_dir"]) == data_dir.resolve()
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(1, epochs + 1))
-    assert all(set(r) == METRIC_KEYS | (AVERAGE_KEYS if params.get("ema_decay") else set()) for r in records)
+    assert all(set(r) == METRIC_KEYS | head_keys | (AVERAGE_KEYS if params.get("ema_decay") else set())
+               for r in records)
     assert all(r["seconds"] > 0 and r["train_images_per_s"] > 0 for r in records)
 
     train = load_train(data_dir)

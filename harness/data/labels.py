@@ -11,6 +11,11 @@ from harness.errors import UserError
 
 # Classes per task on the mask contest. A single-label data set has one task, 'multi', with its own class count.
 TASKS: dict[str, int] = {"mask": 3, "gender": 2, "age": 3, "multi": 18}
+# The search-space key 'classification': the heads of the model it trains, in order. 'multihead' is one backbone
+# with a mask, a gender and an age head (loss: the sum of the heads' losses); its soft CSVs are 18-class ones (the
+# outer product of the heads' probabilities, see joint_probs), so the ensemble reads it like a 'multi' run.
+CLASSIFICATIONS: dict[str, tuple[str, ...]] = {**{task: (task,) for task in TASKS},
+                                               "multihead": ("mask", "gender", "age")}
 
 MASK_STEMS: dict[str, int] = {**{f"mask{i}": 0 for i in range(1, 6)}, "incorrect_mask": 1, "normal": 2}
 GENDERS: dict[str, int] = {"male": 0, "female": 1}
@@ -60,3 +65,17 @@ def multi_label(mask: np.ndarray | int, gender: np.ndarray | int, age: np.ndarra
 def split_multi(multi: np.ndarray | int) -> tuple:
     """The inverse of multi_label: (mask, gender, age)."""
     return multi // 6, (multi // 3) % 2, multi % 3
+
+
+def csv_task(classification: str) -> str:
+    """The task a run's soft CSVs predict: its one head's, or 'multi' (18 classes) for a model with several heads."""
+    heads = CLASSIFICATIONS[classification]
+    return heads[0] if len(heads) == 1 else "multi"
+
+
+def joint_probs(mask: np.ndarray, gender: np.ndarray, age: np.ndarray) -> np.ndarray:
+    """[N, 18] probabilities of multi = mask*6 + gender*3 + age from three heads' [N, 3], [N, 2], [N, 3]: the heads
+    taken as independent, P(m, g, a) = P(m) P(g) P(a). Its marginals are exactly the heads' probabilities (so the
+    ensemble's multi marginals give each task its head's vote) and its argmax is the heads' argmaxes combined."""
+    joint = mask[:, :, None, None] * gender[:, None, :, None] * age[:, None, None, :]
+    return joint.reshape(len(mask), -1)  # C order: index m*6 + g*3 + a

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UserError
-from harness.data.labels import (AGE_TASKS, CLASS_NAMES, OLD_AGE, TASKS, age_labels, gender_label, mask_label,
-                                 multi_label)
+from harness.data.labels import (AGE_TASKS, CLASS_NAMES, CLASSIFICATIONS, OLD_AGE, TASKS, age_labels, gender_label,
+                                 mask_label, multi_label)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 # Channel statistics of the mask contest's photos (the original contest code's), and ImageNet's for other data sets.
@@ -55,6 +55,19 @@ class TrainSet:
 
     def num_classes(self, task: str) -> int:
         return len(self.class_names[task])
+
+    def heads(self, classification: str) -> dict[str, int]:
+        """The model's heads for a search-space 'classification': task -> classes, in order."""
+        heads = CLASSIFICATIONS[classification]
+        if len(heads) > 1 and any(task not in self.labels for task in heads):
+            raise UserError(f"classification {classification!r} needs the mask contest's layout (train/train.csv "
+                            f"with gender and age); {self.root.parent} is a {self.layout} data set: use 'multi'")
+        self.task_labels(heads[0])  # a single head's own check and message
+        return {task: self.num_classes(task) for task in heads}
+
+    def head_labels(self, classification: str, old_age: int = OLD_AGE) -> np.ndarray:
+        """[N, heads]: one label column per head of `classification`'s model (old_age: as task_labels)."""
+        return np.stack([self.task_labels(task, old_age) for task in CLASSIFICATIONS[classification]], axis=1)
 
 
 @dataclass

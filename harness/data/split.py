@@ -5,7 +5,15 @@ The split depends only on the people, never on the task, so every trial with the
 the same people: that is what lets the ensemble compare and combine trials by validation score."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+
+from harness.errors import UserError
+
+# K-fold's seed is fixed, not --seed: every K-fold trial with the same K validates each image in the same fold,
+# whatever its seed or task, so their out-of-fold predictions can be compared and combined image by image.
+FOLD_SEED = 0
 
 
 def allocate(stratum_sizes: np.ndarray, ratio: float) -> np.ndarray:
@@ -40,3 +48,28 @@ def split_indices(groups: np.ndarray, group_strata: np.ndarray, ratio: float,
     """(train image indices, validation image indices) for images whose split unit is groups[i]."""
     is_val = split_groups(group_strata, ratio, seed)[groups]
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def assign_folds(groups: np.ndarray, strata: np.ndarray, folds: int, seed: int = FOLD_SEED) -> np.ndarray:
+    """Per image, its fold in 0..folds-1: grouped (every image of a group, a person, in one fold) and stratified on
+    `strata` per image (the 18-class multi label, so the folds are the same people whatever the task), by
+    sklearn's StratifiedGroupKFold with shuffling from `seed`."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    groups, strata = np.asarray(groups), np.asarray(strata)
+    people = len(np.unique(groups))
+    if not 2 <= folds <= people:
+        raise UserError(f"folds must be 1 (a holdout split) or 2..{people} (the data set's {people} split units), "
+                        f"got {folds}")
+    fold_of = np.empty(len(groups), dtype=np.int64)
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # a class rarer than K images cannot be in every fold: expected on small sets
+        warnings.filterwarnings("ignore", message=".*least populated class.*")
+        for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(groups)), strata, groups)):
+            fold_of[held_out] = fold
+    return fold_of
+
+
+def fold_indices(fold_of: np.ndarray, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train image indices, held-out image indices) of fold `fold` (0-based)."""
+    return np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)

@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.metrics import macro_f1
+from harness.metrics import accuracy, macro_f1
+from harness.outputs.soft_csv import csv_labels, csv_probs
 from harness.train.passes import Prediction, TrainResult
 
 
@@ -14,8 +15,7 @@ def epoch_record(epoch: int, train: TrainResult, val: Prediction | None, val_lab
                  heads: Mapping[str, int], lr: float) -> dict[str, Any]:
     """One line of metrics.jsonl (seconds and dumped are added once the epoch's dump is done).
 
-    val_labels: [N, heads]. With several heads, each head's val_acc_<task> and val_f1_<task> are recorded too,
-    and val_acc / val_f1 are their means."""
+    val_labels: [N, heads]; val_scores says what is scored with several heads."""
     record: dict[str, Any] = {
         "epoch": epoch,
         "train_loss": train.loss,
@@ -30,16 +30,18 @@ def epoch_record(epoch: int, train: TrainResult, val: Prediction | None, val_lab
 
 
 def val_scores(val: Prediction, val_labels: np.ndarray, heads: Mapping[str, int]) -> dict[str, float]:
-    """val_loss, val_acc and val_f1 (with several heads, their means, and each head's val_acc_<task> and
-    val_f1_<task>)."""
+    """val_loss, val_acc and val_f1 of what the run's soft CSVs hold. With the mask, gender and age heads of a
+    'multihead' model those are the 18-class scores (the heads' joint prediction, comparable with a 'multi' trial's
+    under one tuner), and each head's val_acc_<task> and val_f1_<task> are recorded too."""
     labels = val_labels[:, None] if val_labels.ndim == 1 else val_labels
-    scores = {task: (val.accuracy[task], macro_f1(labels[:, h], val.probs[task].argmax(1), classes))
-              for h, (task, classes) in enumerate(heads.items())}
-    result = {"val_loss": val.loss, "val_acc": float(np.mean([acc for acc, _ in scores.values()])),
-              "val_f1": float(np.mean([f1 for _, f1 in scores.values()]))}
+    probs, truth = csv_probs(val.probs, heads), csv_labels(labels, heads)
+    predicted = probs.argmax(1)
+    result = {"val_loss": val.loss, "val_acc": accuracy(truth, predicted),
+              "val_f1": macro_f1(truth, predicted, probs.shape[1])}
     if len(heads) > 1:
-        for task, (acc, f1) in scores.items():
-            result.update({f"val_acc_{task}": acc, f"val_f1_{task}": f1})
+        for h, (task, classes) in enumerate(heads.items()):
+            result.update({f"val_acc_{task}": val.accuracy[task],
+                           f"val_f1_{task}": macro_f1(labels[:, h], val.probs[task].argmax(1), classes)})
     return result
 
 

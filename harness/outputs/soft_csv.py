@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+
+from harness.data.labels import joint_probs, multi_label
 
 EVAL_PREFIX, VALID_PREFIX = "submission", "valid"
 # submission{epoch}_{train_acc:.4f}_{train_loss:.4f}_soft.csv: stricter than 'submission*', so that an ensemble's
@@ -40,3 +43,27 @@ def soft_frame(image_ids: list[str], probs: np.ndarray, labels: np.ndarray | Non
     frame = pd.DataFrame(columns)
     class_columns = pd.DataFrame(probs, columns=[str(k) for k in range(probs.shape[1])])
     return pd.concat([frame, class_columns], axis=1)
+
+
+def _joint_heads(heads: Mapping[str, int]) -> None:
+    if set(heads) != {"mask", "gender", "age"}:
+        raise ValueError(f"a soft CSV joins the heads mask, gender and age, not {', '.join(heads)}")
+
+
+def csv_probs(probs: Mapping[str, np.ndarray], heads: Mapping[str, int]) -> np.ndarray:
+    """The probability columns of a run's soft CSV: its one head's, or for the mask, gender and age heads of a
+    'multihead' model the 18-class outer product (harness.data.labels.joint_probs says why)."""
+    if len(heads) == 1:
+        return probs[next(iter(heads))]
+    _joint_heads(heads)
+    return joint_probs(probs["mask"], probs["gender"], probs["age"])
+
+
+def csv_labels(labels: np.ndarray, heads: Mapping[str, int]) -> np.ndarray:
+    """The label column of a validation CSV from [N, heads] labels: the one head's, or the 18-class multi label."""
+    labels = labels[:, None] if labels.ndim == 1 else labels
+    if len(heads) == 1:
+        return labels[:, 0]
+    _joint_heads(heads)
+    column = {task: labels[:, h] for h, task in enumerate(heads)}
+    return multi_label(column["mask"], column["gender"], column["age"])

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.data.labels import TASKS
+from harness.data.labels import CLASSIFICATIONS
 from harness.errors import UserError
 from harness.outputs.stop import STOPPED
 
@@ -27,7 +27,8 @@ SOFT_NAME = re.compile(r"(submission|valid)(\d+)_([^_]+)_([^_]+?)(-pred\d+)?_sof
 # params.json keys that describe the run rather than choose how it trains: never shown as hyperparameters.
 BOOKKEEPING = frozenset({
     "classification", "data_dir", "output_dir", "cache_dir", "weights", "device", "resume", "experiment_id",
-    "trial_id", "parameter_id", "nni_parameters", "num_classes", "class_names", "data_layout", "argv"})
+    "trial_id", "parameter_id", "nni_parameters", "num_classes", "class_names", "data_layout", "argv", "heads",
+    "validation"})
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,9 @@ def _json_object(path: Path, what: str) -> dict[str, Any]:
 
 def read_params(path: Path) -> dict[str, Any]:
     params = _json_object(path, PARAMS)
-    if params.get("classification") not in TASKS:
+    if params.get("classification") not in CLASSIFICATIONS:
         raise UserError(f"{path}: 'classification' is {params.get('classification')!r}, expected one of "
-                        f"{', '.join(TASKS)}")
+                        f"{', '.join(CLASSIFICATIONS)}")
     epochs = params.get("epochs")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise UserError(f"{path}: 'epochs' is {epochs!r}, expected a positive integer")
@@ -225,9 +226,9 @@ def ranked(runs: Sequence[Run], metric: str) -> list[Run]:
 
 
 def tasks(runs: Sequence[Run]) -> list[str]:
-    """The experiment's tasks in the registry's order (mask, gender, age, multi)."""
+    """The experiment's tasks in the registry's order (mask, gender, age, multi, multihead)."""
     present = {run.task for run in runs}
-    return [task for task in TASKS if task in present]
+    return [task for task in CLASSIFICATIONS if task in present]
 
 
 def param_value(run: Run, key: str) -> Any:

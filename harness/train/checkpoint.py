@@ -119,10 +119,15 @@ class Checkpointer:
 
     def resume(self, state: TrainingState) -> tuple[int, float | None, list[dict[str, Any]]]:
         """(first epoch to run, the dump rule's last loss, the records so far); (1, None, []) with no last.pt."""
+        data = self.load_last()
+        return (1, None, []) if data is None else self.restore(state, data)
+
+    def load_last(self) -> dict[str, Any] | None:
         path = self.folder / LAST
-        if not path.exists():
-            return 1, None, []
-        data = load(path)
+        return load(path) if path.exists() else None
+
+    def restore(self, state: TrainingState, data: dict[str, Any]) -> tuple[int, float | None, list[dict[str, Any]]]:
+        """Load last.pt's `data` into `state`; returns what resume() does."""
         state.model.load_state_dict(data["model"])
         state.optimizer.load_state_dict(data["optimizer"])
         state.scheduler.load_state_dict(data["scheduler"])
