@@ -136,5 +136,8 @@ def test_nnictl_stop_then_resume_continues_the_trial_from_its_checkpoint(demo_di
     assert not (run / "stopped.json").exists()
     for stderr in folder.glob("environments/*/trials/*/trial.stderr"):  # a report the stopping manager refused
         assert "Traceback" not in stderr.read_text(), stderr.read_text()[-3000:]
-    periodical = [m for m in metrics if m["type"] == "PERIODICAL"]
-    assert len(periodical) == epochs, "NNI holds each epoch once"
+    reported = [json.loads(json.loads(m["data"]))["epoch"] for m in metrics if m["type"] == "PERIODICAL"]
+    assert len(reported) == len(set(reported)), "NNI holds each epoch at most once"
+    # The epoch that ended while nnictl stop had already closed NNI's REST server is in the run folder but not in
+    # NNI (the trial logs a warning for it); every other epoch reached NNI once.
+    assert set(range(1, epochs + 1)) - set(reported) <= {stopped["last_completed_epoch"]}
