@@ -2,8 +2,6 @@
 as pure functions; then one standalone K-fold trial, killed mid-fold and resumed, against an uninterrupted one."""
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,12 +25,11 @@ from harness.outputs.kfold import (
     validation_scheme,
 )
 from harness.params import parse_params
-from trial_checks import check_probabilities
+from trial_checks import check_probabilities, records, trial, without_timing
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--model", "resnet10t", "--pretrained", "false", "--img_size", "32", "--batch_size", "8",
         "--lr", "0.003", "--num_workers", "0", "--dump_threshold", "0", "--seed", "5", "--tensorboard", "false"]
-TIMING = {"seconds", "train_images_per_s"}
 
 
 def synthetic_people(people_per_stratum=10, strata=6):
@@ -150,17 +147,6 @@ def test_cv_scores_of_a_multihead_run_score_each_head_from_the_marginals():
 
 # --- a standalone K-fold trial: killed mid-fold, resumed, compared with an uninterrupted one -----------------------
 
-def trial(*args):
-    return subprocess.Popen([sys.executable, str(ROOT / "trial.py"), *args], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def records(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def without_timing(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k not in TIMING}
 
 
 def test_kfold_trial_killed_mid_fold_resumes_to_the_same_oof_csvs(demo_dir, tmp_path):

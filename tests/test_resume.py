@@ -13,25 +13,13 @@ import torch
 
 from harness.outputs.stop import STOP_SIGNALS, Stopped, StopSignal, stop_record
 from harness.train.checkpoint import Checkpointer, is_better
+from trial_checks import records, trial, without_timing
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--model", "resnet10t", "--pretrained", "false", "--img_size", "32", "--batch_size", "8",
         "--lr", "0.003", "--num_workers", "0", "--dump_threshold", "0", "--seed", "5"]
-# Wall-clock figures are the only fields a resumed epoch cannot share with an uninterrupted one.
-TIMING = {"seconds", "train_images_per_s"}
 
 
-def trial(*args):
-    return subprocess.Popen([sys.executable, str(ROOT / "trial.py"), *args], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def records(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def without_timing(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k not in TIMING}
 
 
 # With the techniques that draw random numbers or keep state of their own: the weighted sampler (the loader's
@@ -135,7 +123,7 @@ def test_stop_record_names_the_last_completed_epoch():
 def test_best_checkpoint_follows_the_metric(tmp_path):
     assert is_better({"val_acc": 0.5}, None, "val_acc") and not is_better({"val_acc": 0.5}, 0.5, "val_acc")
     model = torch.nn.Linear(2, 2)
-    state = type("State", (), {"model": model})()
+    state = type("State", (), {"model": model, "average": None})()
     checkpointer = Checkpointer(tmp_path, "best", "val_acc")
     for epoch, score in [(1, 0.4), (2, 0.7), (3, 0.6)]:
         with torch.no_grad():

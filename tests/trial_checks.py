@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +60,22 @@ def check_run_folder(run: Path, data_dir: Path, epochs: int) -> dict:
 def check_probabilities(probs: np.ndarray) -> None:
     assert (probs >= 0).all() and (probs <= 1).all()
     assert np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+# Starting a standalone trial and reading its records back, for the kill-and-resume tests.
+ROOT = Path(__file__).resolve().parents[1]
+# Wall-clock figures are the only fields a resumed epoch cannot share with an uninterrupted one.
+TIMING = {"seconds", "train_images_per_s"}
+
+
+def trial(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "trial.py"), *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_timing(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in TIMING}
