@@ -5,8 +5,8 @@ import contextlib
 import errno
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -14,15 +14,6 @@ from typing import IO, Any
 import pandas as pd
 
 from harness.errors import UserError
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-UMASK = _read_umask()  # read once, at import: os.umask can only be read by setting it
 
 
 class DiskFull(UserError):
@@ -51,6 +42,14 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return stale
 
 
+def _unused_temporary(path: Path) -> Path:
+    """A hidden name beside `path` that no file has now (.<name>.<random>.tmp)."""
+    while True:
+        candidate = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        if not os.path.lexists(candidate):
+            return candidate
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside `path` to write to: when the block ends it is flushed to disk and renamed over
@@ -58,11 +57,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     folder picks up a half-written file."""
     path = Path(path)
     make_folder(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _unused_temporary(path)
+    # The file is created inside the try, so that a stop signal landing right after its creation (the handler
+    # raises Stopped at the next bytecode) still removes it; tempfile.mkstemp would create it before the try.
     try:
-        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes owner-only files; outputs get the usual permissions
-        yield Path(tmp)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # 0o666 & ~umask: the usual mode
+        yield tmp
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -70,6 +70,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.close(fd)
         os.replace(tmp, path)
     except BaseException as error:
+        if isinstance(error, FileExistsError) and error.filename == str(tmp):
+            raise  # another writer took the name in between: the file is not this one's to remove
         written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -115,6 +115,7 @@ def test_nnictl_stop_then_resume_continues_the_trial_from_its_checkpoint(demo_di
         while not any(m.read_text().strip() for m in folder.glob("*/metrics.jsonl")):
             assert time.monotonic() < deadline, "no epoch within 10 minutes"
             time.sleep(0.5)
+        before_stop = len(next(folder.glob("*/metrics.jsonl")).read_text().splitlines())
         stop(experiment_id)
         run = next(folder.glob("*/metrics.jsonl")).parent
         stopped = json.loads((run / "stopped.json").read_text())
@@ -138,6 +139,11 @@ def test_nnictl_stop_then_resume_continues_the_trial_from_its_checkpoint(demo_di
         assert "Traceback" not in stderr.read_text(), stderr.read_text()[-3000:]
     reported = [json.loads(json.loads(m["data"]))["epoch"] for m in metrics if m["type"] == "PERIODICAL"]
     assert len(reported) == len(set(reported)), "NNI holds each epoch at most once"
-    # The epoch that ended while nnictl stop had already closed NNI's REST server is in the run folder but not in
-    # NNI (the trial logs a warning for it); every other epoch reached NNI once.
-    assert set(range(1, epochs + 1)) - set(reported) <= {stopped["last_completed_epoch"]}
+    # The epochs that ended while nnictl stop had already closed NNI's REST server (3 s before it signals the trial,
+    # longer on a loaded machine) are in the run folder but not in NNI (the trial logs a warning for each): at most
+    # the epochs from the one in flight when the stop began to the last one before the signal. Every epoch before
+    # that, and every epoch of the resumed run, reached NNI once.
+    last = stopped["last_completed_epoch"]
+    missing = set(range(1, epochs + 1)) - set(reported)
+    assert missing <= set(range(before_stop, last + 1)), (before_stop, last, sorted(missing))
+    assert not missing or missing == set(range(min(missing), last + 1)), "only the stop's last epochs may be missing"

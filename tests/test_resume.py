@@ -58,7 +58,8 @@ def test_a_trial_killed_mid_run_resumes_where_an_uninterrupted_run_would_be(demo
     _, err = whole.communicate(timeout=600)
     assert whole.returncode == 0, err[-2000:]
     assert not (run / "stopped.json").exists()
-    reference = records(next((tmp_path / "whole" / "standalone").iterdir()))
+    reference_run = next((tmp_path / "whole" / "standalone").iterdir())
+    reference = records(reference_run)
     after = records(run)
     assert [r["epoch"] for r in after] == list(range(1, epochs + 1)), "one line per epoch"
     assert after[:len(done)] == done, "the epochs before the stop are kept as they were"
@@ -66,7 +67,10 @@ def test_a_trial_killed_mid_run_resumes_where_an_uninterrupted_run_would_be(demo
     assert [without_timing(r) for r in after] == [without_timing(r) for r in reference]
     for name, content in csvs_before.items():
         assert (run / name).read_bytes() == content, f"{name} was rewritten"
-    assert len(list(run.glob("submission*_soft.csv"))) == epochs
+    # Which epochs write CSVs (train accuracy over the threshold, a falling loss) is decided as without the stop;
+    # with MixUp the loss may rise in one epoch, so the count is the uninterrupted run's, not `epochs`.
+    written = sorted(p.name for p in run.glob("submission*_soft.csv"))
+    assert written and written == sorted(p.name for p in reference_run.glob("submission*_soft.csv"))
 
 
 def test_resume_refuses_a_folder_without_a_checkpoint(tmp_path):
