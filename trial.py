@@ -10,7 +10,6 @@ import json
 import logging
 import sys
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,12 @@ from harness.data.loaders import Loaders, LoaderSettings, build_loaders
 from harness.data.split import assign_folds, fold_indices, split_indices
 from harness.data.transforms import Normalizer
 from harness.errors import UserError, run_cli
+from harness.nni_runtime import next_parameters, sequence_id, trial_identity, under_nni
 from harness.outputs import kfold
 from harness.outputs.progress import EpochProgress
 from harness.outputs.records import best_record, default_key, epoch_record, raw_scores, val_scores
 from harness.outputs.resume import resumed_run
-from harness.outputs.run_folder import RunFolder, run_folder_name, trial_identity
+from harness.outputs.run_folder import RunFolder, run_folder_name
 from harness.outputs.sinks import EpochSink, LogLine, MetricsFile, NniReport, TensorBoard, tensorboard_dir
 from harness.outputs.soft_csv import csv_labels, csv_probs, should_dump
 from harness.outputs.stop import Stopped, StopSignal, clear_stop, record_stop
@@ -60,14 +60,6 @@ def configure_logging() -> None:
         if standalone:
             logging.getLogger(name).addHandler(handler)
             logging.getLogger(name).propagate = False
-
-
-def next_parameters() -> dict[str, Any]:
-    import nni
-
-    with warnings.catch_warnings():  # NNI warns at length when a trial runs standalone, which is a normal use here
-        warnings.filterwarnings("ignore", message=".*without runtime.*")
-        return nni.get_next_parameter() or {}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,13 +106,11 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
                         run_folder_name(task, params.model, params.batch_size, params.criterion, params.lr, trial_id))
     # What the trial really ran with: NNI 3.0 can pair the wrong parameters with a trial when trials run
     # concurrently, so neither the folder name nor NNI's record is to be trusted over this file.
-    import nni
-
     if not resumed:
         run.write_params({
             **params.to_dict(), "data_dir": str(Path(params.data_dir).resolve()),
             "output_dir": str(Path(params.output_dir).resolve()), "experiment_id": experiment_id,
-            "trial_id": trial_id, "parameter_id": nni.get_sequence_id(), "nni_parameters": received,
+            "trial_id": trial_id, "parameter_id": sequence_id(), "nni_parameters": received,
             "num_classes": train_set.num_classes(csv_task(task)), "class_names": train_set.class_names[csv_task(task)],
             "heads": heads, "validation": kfold.validation_scheme(params.folds, params.val_ratio, params.seed),
             "data_layout": train_set.layout, "argv": argv})
@@ -129,7 +119,7 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
     try:
         keep_freed_memory()  # before the workers fork and the first batch: CPU steps reuse warm pages
         device = resolve_device(params.device)
-        precision = resolve_precision(device, params.amp, params.channels_last)
+        precision = resolve_precision(device, params.amp, params.channels_last, params.img_size)
         torch.backends.cudnn.benchmark = params.cudnn_benchmark
         train_idx, val_idx = split_indices(train_set.groups, train_set.group_strata, params.val_ratio, params.seed)
         settings = LoaderSettings(
@@ -158,7 +148,9 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
 
         key = default_key(params.metric, params.folds > 1 or len(val_idx) > 0)
         steps = params.epochs * params.folds  # K-fold: one NNI step per epoch of each fold
-        sinks: list[EpochSink] = [MetricsFile(run), NniReport(key, reserved=FLAG_TYPES), LogLine(steps, key)]
+        sinks: list[EpochSink] = [MetricsFile(run), LogLine(steps, key)]
+        if under_nni():  # standalone, NNI's reports would only log what LogLine logs
+            sinks.insert(1, NniReport(key, reserved=FLAG_TYPES))
         if params.tensorboard:
             sinks.append(TensorBoard(tensorboard_dir(run.path)))
         log.info("%s on %s (%s; %s, channels_last %s), heads %s, %s loss%s", params.model, device, task,

@@ -87,7 +87,7 @@ def epoch_seconds(params: TrialParams, train_set: TrainSet, labels: np.ndarray, 
                   repeats: int) -> dict[str, float]:
     """One trial epoch as trial.py runs it (train, then validate), without and with the cache, taking turns from
     the same initial model; medians."""
-    precision = resolve_precision(device, params.amp, params.channels_last)
+    precision = resolve_precision(device, params.amp, params.channels_last, params.img_size)
     normalize = Normalizer(*train_set.mean_std, device=device, channels_last=precision.channels_last)
     heads = {params.classification: train_set.num_classes(params.classification)}
     torch.manual_seed(0)

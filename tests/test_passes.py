@@ -98,19 +98,21 @@ def test_fp16_uses_a_grad_scaler_and_bf16_does_not():
     assert Precision(torch.device("cpu")).grad_scaler() is None
 
 
-@pytest.mark.parametrize("amp, channels_last, native, expected", [
-    ("auto", "auto", True, (torch.bfloat16, True)),   # AVX-512 BF16 / AMX: bf16 pays, with NHWC
-    ("auto", "auto", False, (None, False)),           # emulated bf16 is slower than fp32
-    ("bf16", "auto", False, (torch.bfloat16, True)),  # asked for explicitly
-    ("off", "auto", True, (None, False)),
-    ("fp16", "auto", True, (None, False)),            # fp16 autocast is for cuda only
-    ("auto", "false", True, (torch.bfloat16, False)),
-    ("off", "true", False, (None, True)),
+@pytest.mark.parametrize("amp, channels_last, native, size, expected", [
+    ("auto", "auto", True, 224, (torch.bfloat16, True)),  # AVX-512 BF16 / AMX: bf16 pays, with NHWC
+    ("auto", "auto", True, 128, (torch.bfloat16, True)),
+    ("auto", "auto", True, 64, (None, False)),            # small images: bf16 measured slower than fp32
+    ("auto", "auto", False, 224, (None, False)),          # emulated bf16 is slower than fp32
+    ("bf16", "auto", False, 32, (torch.bfloat16, True)),  # asked for explicitly
+    ("off", "auto", True, 224, (None, False)),
+    ("fp16", "auto", True, 224, (None, False)),           # fp16 autocast is for cuda only
+    ("auto", "false", True, 224, (torch.bfloat16, False)),
+    ("off", "true", False, 224, (None, True)),
 ])
-def test_cpu_precision_choices(amp, channels_last, native, expected):
-    precision = resolve_precision(torch.device("cpu"), amp, channels_last, cpu_bf16=native)
+def test_cpu_precision_choices(amp, channels_last, native, size, expected):
+    precision = resolve_precision(torch.device("cpu"), amp, channels_last, size, cpu_bf16=native)
     assert (precision.amp_dtype, precision.channels_last) == expected
-    assert precision.reason
+    assert precision.reason and (f"{size} px" in precision.reason) == (amp == "auto" and native)
 
 
 def test_native_bf16_is_read_from_the_cpu_flags():

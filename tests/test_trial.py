@@ -1,5 +1,6 @@
 """trial.py run standalone, end to end, on data sets it has never seen."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -131,6 +132,7 @@ def test_nni_parameters_are_checked_before_any_work(demo_dir, tmp_path, monkeypa
     import trial
     from harness.errors import UserError
 
+    monkeypatch.setenv("NNI_EXP_ID", "expid")  # as NNI's training service starts a trial (harness/nni_runtime.py)
     monkeypatch.setattr(nni, "get_next_parameter", lambda: {"batch_size": 16, "dropout": 0.5})
     with pytest.raises(UserError, match="search-space key 'dropout' is not a trial.py flag"):
         trial.main(["--data_dir", str(demo_dir), "--output_dir", str(tmp_path)])
@@ -153,6 +155,10 @@ def test_a_diverged_trial_stops_at_once_and_still_reports_its_best_epoch(demo_di
         return real(*args, **kwargs)
 
     monkeypatch.setattr(trial, "train_one_epoch", diverging)
+    monkeypatch.setenv("NNI_EXP_ID", "expid")  # as NNI's training service starts a trial
+    monkeypatch.setattr(nni, "get_experiment_id", lambda: "expid")  # nni read its variables when first imported
+    monkeypatch.setattr(nni, "get_trial_id", lambda: "Tr1al")
+    monkeypatch.setattr(nni, "report_intermediate_result", lambda metric: None)
     monkeypatch.setattr(nni, "report_final_result", finals.append)
     with pytest.raises(TrainingDiverged) as caught:
         trial.main(["--data_dir", str(demo_dir), "--output_dir", str(tmp_path), "--epochs", "4", *FAST])
@@ -160,7 +166,8 @@ def test_a_diverged_trial_stops_at_once_and_still_reports_its_best_epoch(demo_di
                                  "reported as the final result); try a lower --lr (it was 0.003)")
     assert len(calls) == 2, "no epoch ran after the divergence"
     assert [final["epoch"] for final in finals] == [1]
-    assert len(only_run(tmp_path).joinpath("metrics.jsonl").read_text().splitlines()) == 1
+    [run] = (tmp_path / "expid").iterdir()
+    assert run.name.endswith("_Tr1al") and len((run / "metrics.jsonl").read_text().splitlines()) == 1
 
 
 def test_huge_learning_rate_ends_in_one_line(demo_dir, tmp_path):
@@ -184,3 +191,16 @@ def check_tensorboard(log_dir: Path, metrics: Path) -> None:
         assert [s.step for s in scalars] == [r["epoch"] for r in records]
         assert [s.value for s in scalars] == pytest.approx([r[key] for r in records], rel=1e-6)
     assert "train/loss" in events.Tags()["scalars"]
+
+
+def test_a_standalone_trial_never_imports_nni(demo_dir, tmp_path):
+    """`import nni` is about 2 s of start-up (harness/nni_runtime.py); outside NNI the trial runs without it."""
+    script = ("import sys, trial; code = trial.main(sys.argv[1:]); "
+              "print('nni imported' if 'nni' in sys.modules else 'no nni'); sys.exit(code)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NNI_")}
+    done = subprocess.run([sys.executable, "-c", script, "--data_dir", str(demo_dir), "--output_dir",
+                           str(tmp_path), "--epochs", "1", *FAST], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "no nni"
+    assert len(only_run(tmp_path).joinpath("metrics.jsonl").read_text().splitlines()) == 1

@@ -2,7 +2,6 @@
 holding params.json, metrics.jsonl and the soft CSVs. Every file is written whole or not at all."""
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 from pathlib import Path
@@ -12,17 +11,6 @@ import numpy as np
 
 from harness.atomic import make_folder, remove_stale_temporaries, write_csv, write_json, write_jsonl
 from harness.outputs.soft_csv import soft_csv_names, soft_frame
-
-
-def trial_identity() -> tuple[str, str]:
-    """(experiment id, trial id) from NNI; a standalone run gets 'standalone' and a time-stamped trial id."""
-    import nni
-
-    experiment, trial = nni.get_experiment_id(), nni.get_trial_id()
-    if experiment == "STANDALONE":
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        return "standalone", f"{stamp}-{os.getpid()}"
-    return experiment, trial
 
 
 def run_folder_name(task: str, model: str, batch_size: int, criterion: str, lr: float, trial_id: str) -> str:
