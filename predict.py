@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = create_model(params.model, heads, False, "")
     model.load_state_dict(state)
     device = resolve_device(args.device)
-    precision = resolve_precision(device, params.amp, params.channels_last, params.img_size)
+    precision = resolve_precision(device, params.amp, params.channels_last)
     train_idx, val_idx = split_indices(train_set.groups, train_set.group_strata, params.val_ratio, params.seed)
     loaders = build_loaders(train_set, eval_set, labels, train_idx, val_idx, LoaderSettings(
         batch_size=params.batch_size, num_workers=args.num_workers, seed=params.seed, img_size=params.img_size,

@@ -117,9 +117,10 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
     log.info("run folder %s", run.path)
 
     try:
-        keep_freed_memory()  # before the workers fork and the first batch: CPU steps reuse warm pages
+        if params.keep_freed_memory:
+            keep_freed_memory()  # before the workers fork and the first batch: CPU steps reuse warm pages
         device = resolve_device(params.device)
-        precision = resolve_precision(device, params.amp, params.channels_last, params.img_size)
+        precision = resolve_precision(device, params.amp, params.channels_last)
         torch.backends.cudnn.benchmark = params.cudnn_benchmark
         train_idx, val_idx = split_indices(train_set.groups, train_set.group_strata, params.val_ratio, params.seed)
         settings = LoaderSettings(

@@ -8,8 +8,14 @@
 2. one trial epoch (train + validation) with and without the cache;
 3. the harness's own overhead: train_one_epoch (uint8 batches normalised per batch, sums kept on the device)
    against a bare PyTorch loop training the same model from the same state on the same, already normalised batches;
-4. on a GPU: training images per second in fp32, with mixed precision, and with mixed precision + channels_last,
-   for every model of search_space.json.
+4. precision: training images per second in fp32, with mixed precision (bf16 on a CPU) and with mixed precision +
+   channels_last, for --precision_models (model@px; on a GPU batch --batch_size, on a CPU 16 under 128 px, else 8);
+5. start-up: process start to the first optimiser step of a standalone trial against a timm-style reference
+   (benchmarks/timm_style_first_step.py) on the same photos, peak RSS of both, and the trial's import profile;
+6. allocator: training steps per second and peak RSS with --keep_freed_memory true and false;
+7. accuracy: the same seeded demo trial with --amp off and --amp bf16, validation scores side by side.
+
+--sections picks among cache, overhead, precision, startup, allocator, accuracy (default: all).
 
 Without --data_dir it generates photo-sized (384x512) JPEGs in the mask contest's layout. Prints a markdown table
 (the README's figures come from it) and writes every number to --out."""
@@ -22,6 +28,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -87,7 +94,7 @@ def epoch_seconds(params: TrialParams, train_set: TrainSet, labels: np.ndarray, 
                   repeats: int) -> dict[str, float]:
     """One trial epoch as trial.py runs it (train, then validate), without and with the cache, taking turns from
     the same initial model; medians."""
-    precision = resolve_precision(device, params.amp, params.channels_last, params.img_size)
+    precision = resolve_precision(device, params.amp, params.channels_last)
     normalize = Normalizer(*train_set.mean_std, device=device, channels_last=precision.channels_last)
     heads = {params.classification: train_set.num_classes(params.classification)}
     torch.manual_seed(0)
@@ -175,35 +182,134 @@ def synchronize(device: torch.device) -> None:
 
 
 def precision_table(models: list[str], device: torch.device, img_size: int, batch_size: int, steps: int,
-                    amp_dtype: torch.dtype) -> list[dict]:
-    """Training images per second per model in fp32, mixed precision, and mixed precision + channels_last."""
+                    amp_dtype: torch.dtype, rounds: int = 1) -> list[dict]:
+    """Training images per second per model in fp32, mixed precision, and mixed precision + channels_last: the three
+    settings take turns (reversed every other round) and each figure is the median over `rounds`."""
     settings = [("fp32", None, False), ("amp", amp_dtype, False), ("amp+channels_last", amp_dtype, True)]
     rows = []
     for name in models:
-        row = {"model": name}
-        for label, dtype, nhwc in settings:
-            precision = Precision(device, dtype, nhwc)
-            torch.manual_seed(0)
-            model = create_model(name, {"multi": 18}, pretrained=False)
-            set_fast_swish(model, True)
-            model = model.to(device, memory_format=torch.channels_last if nhwc else torch.preserve_format)
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-            images = torch.randint(0, 256, (batch_size, img_size, img_size, 3), dtype=torch.uint8)
-            batches = [(images, torch.randint(0, 18, (batch_size, 1)))] * steps
-            normalize = Normalizer((0.5,) * 3, (0.25,) * 3, device, nhwc)
-            heads, criteria = {"multi": 18}, {"multi": torch.nn.CrossEntropyLoss()}
-            train_one_epoch(model, batches[:2], heads, criteria, optimizer, normalize, precision,
-                            precision.grad_scaler())
-            result = train_one_epoch(model, batches, heads, criteria, optimizer, normalize, precision,
-                                     precision.grad_scaler())
-            row[label] = result.images / result.seconds
-            del model, optimizer
-        row["amp_speedup"] = row["amp"] / row["fp32"]
-        row["amp+channels_last_speedup"] = row["amp+channels_last"] / row["fp32"]
+        rates: dict[str, list[float]] = {label: [] for label, _, _ in settings}
+        for round_ in range(rounds):
+            for label, dtype, nhwc in (settings if round_ % 2 == 0 else settings[::-1]):
+                rates[label].append(_training_rate(name, device, img_size, batch_size, steps, dtype, nhwc))
+        row: dict = {"model": name, "img_size": img_size}
+        row.update({label: statistics.median(values) for label, values in rates.items()})
+        row["amp_speedup"] = statistics.median(a / f for a, f in zip(rates["amp"], rates["fp32"]))
+        row["amp+channels_last_speedup"] = statistics.median(
+            a / f for a, f in zip(rates["amp+channels_last"], rates["fp32"]))
         rows.append(row)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return rows
+
+
+def _training_rate(name: str, device: torch.device, img_size: int, batch_size: int, steps: int,
+                   dtype: torch.dtype | None, nhwc: bool) -> float:
+    precision = Precision(device, dtype, nhwc)
+    torch.manual_seed(0)
+    model = create_model(name, {"multi": 18}, pretrained=False)
+    set_fast_swish(model, True)
+    model = model.to(device, memory_format=torch.channels_last if nhwc else torch.preserve_format)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    images = torch.randint(0, 256, (batch_size, img_size, img_size, 3), dtype=torch.uint8)
+    batches = [(images, torch.randint(0, 18, (batch_size, 1)))] * steps
+    normalize = Normalizer((0.5,) * 3, (0.25,) * 3, device, nhwc)
+    heads, criteria = {"multi": 18}, {"multi": torch.nn.CrossEntropyLoss()}
+    train_one_epoch(model, batches[:1], heads, criteria, optimizer, normalize, precision, precision.grad_scaler())
+    result = train_one_epoch(model, batches, heads, criteria, optimizer, normalize, precision,
+                             precision.grad_scaler())
+    return result.images / result.seconds
+
+
+def image_folder(train_set: TrainSet, labels: np.ndarray, folder: Path) -> Path:
+    """The same photos as an ImageFolder (a subfolder of symlinks per class), for the timm-style reference."""
+    for path, label in zip(train_set.paths, labels):
+        target = folder / f"{int(label):02d}" / path.replace("/", "_")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            target.symlink_to(Path(train_set.root, path).resolve())
+    return folder
+
+
+def _first_step(command: list[str], env: dict[str, str]) -> dict:
+    """Process start to first optimiser step (s) and peak RSS (MB) of one run under benchmarks/first_step.py."""
+    start = time.time()
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "first_step.py"), *command],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    lines = [line for line in done.stdout.splitlines() if line.startswith('{"first_step_at"')]
+    if not lines:
+        raise RuntimeError(f"{command[0]} reached no optimiser step: {done.stderr[-2000:]}")
+    result = json.loads(lines[-1])
+    return {"seconds": result["first_step_at"] - start, "peak_rss_mb": result["peak_rss_mb"],
+            "after_first_s": result["after_first_s"], "steps": result["steps"]}
+
+
+def startup(data_dir: Path, train_set: TrainSet, labels: np.ndarray, scratch: Path, model: str, img_size: int,
+            batch_size: int, workers: int, rounds: int) -> dict:
+    """A standalone trial against the timm-style reference (benchmarks/timm_style_first_step.py) on the same photos:
+    process start to first optimiser step and peak RSS then, taking turns; plus where the trial's start-up goes
+    (python -X importtime: the largest packages a trial imports)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NNI_")}
+    commands = {
+        "trial": [str(ROOT / "trial.py"), "--data_dir", str(data_dir), "--output_dir", str(scratch / "runs"),
+                  "--model", model, "--img_size", str(img_size), "--batch_size", str(batch_size), "--epochs", "1",
+                  "--pretrained", "false", "--num_workers", str(workers), "--cache_dir", str(scratch / "cache")],
+        "timm": [str(ROOT / "benchmarks" / "timm_style_first_step.py"),
+                 str(image_folder(train_set, labels, scratch / "imagefolder")), "--model", model,
+                 "--img_size", str(img_size), "--batch_size", str(batch_size), "--workers", str(workers)]}
+    for command in commands.values():  # warm-up: page cache, the trial's image cache
+        _first_step(command, env)
+    runs: dict[str, list[dict]] = {name: [] for name in commands}
+    for round_ in range(rounds):
+        for name in (list(commands) if round_ % 2 == 0 else list(commands)[::-1]):
+            runs[name].append(_first_step(commands[name], env))
+    profile = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "benchmarks" / "first_step.py"),
+                              *commands["trial"]], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    return {"model": model, "img_size": img_size,
+            "trial_s": statistics.median(r["seconds"] for r in runs["trial"]),
+            "timm_s": statistics.median(r["seconds"] for r in runs["timm"]),
+            "ratio": statistics.median(t["seconds"] / m["seconds"] for t, m in zip(runs["trial"], runs["timm"])),
+            "trial_peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs["trial"]),
+            "timm_peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs["timm"]),
+            "imports_s": import_profile(profile.stderr), "runs": runs}
+
+
+def allocator(data_dir: Path, scratch: Path, model: str, img_size: int, batch_size: int, workers: int,
+              steps: int, rounds: int) -> dict:
+    """The same standalone trial with --keep_freed_memory true and false, taking turns: training steps per second
+    from the first optimiser step to the steps-th (start-up excluded), and the process's peak RSS by then."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("NNI_")}, "FIRST_STEP_AFTER": str(steps)}
+    command = [str(ROOT / "trial.py"), "--data_dir", str(data_dir), "--output_dir", str(scratch / "runs"),
+               "--model", model, "--img_size", str(img_size), "--batch_size", str(batch_size), "--epochs", "1",
+               "--pretrained", "false", "--num_workers", str(workers), "--cache_dir", str(scratch / "cache"),
+               "--amp", "off"]
+    sides = {"kept": [*command, "--keep_freed_memory", "true"], "glibc default": [*command, "--keep_freed_memory",
+                                                                                  "false"]}
+    _first_step(sides["kept"], env)  # warm-up: page cache and the image cache
+    runs: dict[str, list[dict]] = {name: [] for name in sides}
+    for round_ in range(rounds):
+        for name in (list(sides) if round_ % 2 == 0 else list(sides)[::-1]):
+            runs[name].append(_first_step(sides[name], env))
+    rate = {name: [(r["steps"] - 1) / r["after_first_s"] for r in side] for name, side in runs.items()}
+    return {"model": model, "img_size": img_size, "batch_size": batch_size, "steps": steps,
+            "steps_per_s": {name: statistics.median(v) for name, v in rate.items()},
+            "speedup": statistics.median(k / d for k, d in zip(rate["kept"], rate["glibc default"])),
+            "peak_rss_mb": {name: statistics.median(r["peak_rss_mb"] for r in side) for name, side in runs.items()},
+            "runs": runs}
+
+
+def import_profile(importtime: str, top: int = 8) -> dict[str, float]:
+    """Cumulative seconds of the largest top-level packages in `python -X importtime` output."""
+    packages: dict[str, float] = {}
+    for line in importtime.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, name = line.split("|")
+        if name.startswith("  "):  # imported by another module: counted in its parent's cumulative time
+            continue
+        root = name.strip().split(".")[0]
+        packages[root] = packages.get(root, 0.0) + int(cumulative) / 1e6
+    return dict(sorted(packages.items(), key=lambda item: -item[1])[:top])
 
 
 def machine() -> str:
@@ -232,64 +338,131 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overhead_batches", type=int, default=6, help="training steps of one overhead run")
     parser.add_argument("--repeats", type=int, default=4, help="overhead runs per side, taking turns")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "speed.json")
+    parser.add_argument("--sections", default="cache,overhead,precision,startup,allocator,accuracy",
+                        help="comma-separated: cache (loader and epoch with/without it), overhead (against a bare "
+                             "loop), precision (fp32 against bf16/fp16 and channels_last, CPU too), startup (to the "
+                             "first step, against timm's), allocator (--keep_freed_memory's speed and memory), "
+                             "accuracy (fp32 against bf16 on the demo data)")
+    parser.add_argument("--precision_models", default="resnet10t@64,resnet18@64,ecaresnet50t@224,efficientnet_b4@224",
+                        help="model@img_size rows of the precision table")
+    parser.add_argument("--precision_rounds", type=int, default=2)
+    parser.add_argument("--startup_rounds", type=int, default=3)
+    parser.add_argument("--accuracy_epochs", type=int, default=3)
+    parser.add_argument("--allocator_steps", type=int, default=12, help="training steps of one allocator run")
+    parser.add_argument("--allocator_rounds", type=int, default=3)
     args = parser.parse_args(argv)
+    sections = set(args.sections.split(","))
 
     keep_freed_memory()  # as trial.py does, for both sides of every comparison
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = args.model or ("ecaresnet50t" if device.type == "cuda" else "resnet10t")
     with tempfile.TemporaryDirectory() as scratch:
-        data_dir = args.data_dir or generate(Path(scratch) / "data", people=args.people, eval_images=0,
+        data_dir = args.data_dir or generate(Path(scratch) / "data", people=args.people, eval_images=20,
                                              seed=0, jpeg_only=True)
         train_set = load_train(data_dir)
         labels = train_set.task_labels("multi")
         params = TrialParams(data_dir=str(data_dir), model=model, img_size=args.img_size, batch_size=args.batch_size,
                              num_workers=args.num_workers, cache_dir=str(Path(scratch) / "cache"), pretrained=False)
-        start = time.perf_counter()
-        loaders_for(params, train_set, labels)
         results: dict = {"machine": machine(), "images": len(train_set.paths), "model": model,
-                         "img_size": args.img_size, "batch_size": args.batch_size, "num_workers": args.num_workers,
-                         "cache_build_s": time.perf_counter() - start}
-        results.update(loader_rates(params, train_set, labels, args.loader_repeats, args.loader_epochs))
-        results.update(epoch_seconds(params, train_set, labels, device, args.epoch_repeats))
-        results["overhead"] = harness_overhead(params, train_set, labels, device, args.overhead_batches,
-                                               args.repeats)
-        if device.type == "cuda":
-            names = json.loads((ROOT / "search_space.json").read_text())["model"]["_value"]
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            results["precision"] = precision_table(names, device, args.img_size, args.batch_size, steps=20,
-                                                   amp_dtype=dtype)
+                         "img_size": args.img_size, "batch_size": args.batch_size, "num_workers": args.num_workers}
+        if "cache" in sections:
+            start = time.perf_counter()
+            loaders_for(params, train_set, labels)
+            results["cache_build_s"] = time.perf_counter() - start
+            results.update(loader_rates(params, train_set, labels, args.loader_repeats, args.loader_epochs))
+            results.update(epoch_seconds(params, train_set, labels, device, args.epoch_repeats))
+        if "overhead" in sections:
+            results["overhead"] = harness_overhead(params, train_set, labels, device, args.overhead_batches,
+                                                   args.repeats)
+        if "precision" in sections:
+            dtype = torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
+            results["precision_dtype"] = str(dtype).replace("torch.", "")
+            results["precision"] = []
+            for item in args.precision_models.split(","):
+                name, size = item.split("@")
+                batch = args.batch_size if device.type == "cuda" else (16 if int(size) < 128 else 8)
+                results["precision"] += precision_table([name], device, int(size), batch,
+                                                        steps=20 if device.type == "cuda" else 3,
+                                                        amp_dtype=dtype, rounds=args.precision_rounds)
+        if "startup" in sections:
+            results["startup"] = startup(data_dir, train_set, labels, Path(scratch), "resnet18", 32,
+                                         args.batch_size, 1, args.startup_rounds)
+        if "allocator" in sections:
+            results["allocator"] = allocator(data_dir, Path(scratch), model, args.img_size, args.batch_size, 1,
+                                             args.allocator_steps, args.allocator_rounds)
+        if "accuracy" in sections:
+            results["accuracy"] = accuracy(Path(scratch), args.accuracy_epochs)
     write_json(results, args.out)
     print(report(results))
     return 0
 
 
 def report(r: dict) -> str:
-    overhead = r["overhead"]
-    lines = [
-        f"Machine: {r['machine']}",
-        f"{r['images']} photos of 384x512 (JPEG), trained at {r['img_size']} px, batch {r['batch_size']}, "
-        f"{r['num_workers']} loader workers; cache built once in {r['cache_build_s']:.1f} s",
-        "",
-        "| measure | without cache | with cache | ratio |",
-        "|---|---:|---:|---:|",
-        f"| loader, images/s (decode+crop+resize+augment vs augment) | {r['loader_jpeg_img_s']:.0f} | "
-        f"{r['loader_cache_img_s']:.0f} | {r['loader_ratio']:.1f}x |",
-        f"| one trial epoch of {r['model']} (train + validation), s | {r['epoch_jpeg_s']:.1f} | "
-        f"{r['epoch_cache_s']:.1f} | {r['epoch_ratio']:.2f}x |",
-        "",
-        "(medians of passes taking turns; the ratio is the median of the per-round ratios)",
-        "",
-        f"Harness overhead against a bare PyTorch loop ({r['model']}, same batches, median of pairs): "
-        f"bare {overhead['bare_s']:.2f} s, harness {overhead['harness_s']:.2f} s, "
-        f"overhead {overhead['overhead'] * 100:+.1f}% (pairs from {overhead['overhead_range'][0] * 100:+.1f}% "
-        f"to {overhead['overhead_range'][1] * 100:+.1f}%)",
-    ]
+    lines = [f"Machine: {r['machine']}"]
+    if "loader_ratio" in r:
+        lines += [
+            f"{r['images']} photos of 384x512 (JPEG), trained at {r['img_size']} px, batch {r['batch_size']}, "
+            f"{r['num_workers']} loader workers; cache built once in {r['cache_build_s']:.1f} s", "",
+            "| measure | without cache | with cache | ratio |", "|---|---:|---:|---:|",
+            f"| loader, images/s (decode+crop+resize+augment vs augment) | {r['loader_jpeg_img_s']:.0f} | "
+            f"{r['loader_cache_img_s']:.0f} | {r['loader_ratio']:.1f}x |",
+            f"| one trial epoch of {r['model']} (train + validation), s | {r['epoch_jpeg_s']:.1f} | "
+            f"{r['epoch_cache_s']:.1f} | {r['epoch_ratio']:.2f}x |", "",
+            "(medians of passes taking turns; the ratio is the median of the per-round ratios)"]
+    if "overhead" in r:
+        overhead = r["overhead"]
+        lines += ["", f"Harness overhead against a bare PyTorch loop ({r['model']}, same batches, median of pairs): "
+                      f"bare {overhead['bare_s']:.2f} s, harness {overhead['harness_s']:.2f} s, overhead "
+                      f"{overhead['overhead'] * 100:+.1f}% (pairs from {overhead['overhead_range'][0] * 100:+.1f}% "
+                      f"to {overhead['overhead_range'][1] * 100:+.1f}%)"]
     if "precision" in r:
-        lines += ["", "| model | fp32 img/s | amp img/s | amp+channels_last img/s | amp speed-up | "
-                      "amp+channels_last speed-up |", "|---|---:|---:|---:|---:|---:|"]
-        lines += [f"| {row['model']} | {row['fp32']:.0f} | {row['amp']:.0f} | {row['amp+channels_last']:.0f} | "
-                  f"{row['amp_speedup']:.2f}x | {row['amp+channels_last_speedup']:.2f}x |" for row in r["precision"]]
+        amp = r.get("precision_dtype", "amp")
+        lines += ["", f"| model | px | fp32 img/s | {amp} img/s | {amp}+channels_last img/s | {amp} speed-up | "
+                      f"{amp}+channels_last speed-up |", "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {row['model']} | {row.get('img_size', r['img_size'])} | {row['fp32']:.1f} | {row['amp']:.1f} | "
+                  f"{row['amp+channels_last']:.1f} | {row['amp_speedup']:.2f}x | "
+                  f"{row['amp+channels_last_speedup']:.2f}x |" for row in r["precision"]]
+    if "startup" in r:
+        up = r["startup"]
+        imports = ", ".join(f"{name} {seconds:.2f}" for name, seconds in up["imports_s"].items())
+        lines += ["", f"Start-up to the first optimiser step ({up['model']}, {up['img_size']} px, medians of "
+                      f"{len(up['runs']['trial'])} turns): trial {up['trial_s']:.2f} s, timm-style reference "
+                      f"{up['timm_s']:.2f} s, ratio {up['ratio']:.2f}; peak RSS then {up['trial_peak_rss_mb']:.0f} MB "
+                      f"against {up['timm_peak_rss_mb']:.0f} MB", f"Trial imports (s, cumulative): {imports}"]
+    if "allocator" in r:
+        al = r["allocator"]
+        kept, default = al["steps_per_s"]["kept"], al["steps_per_s"]["glibc default"]
+        lines += ["", f"--keep_freed_memory ({al['model']}, {al['img_size']} px, batch {al['batch_size']}, fp32, "
+                      f"{al['steps']} steps, medians of {len(al['runs']['kept'])} turns): {kept:.3f} steps/s against "
+                      f"{default:.3f} with glibc's default, {al['speedup']:.2f}x; peak RSS "
+                      f"{al['peak_rss_mb']['kept']:.0f} MB against {al['peak_rss_mb']['glibc default']:.0f} MB"]
+    if "accuracy" in r:
+        lines += ["", "| precision | " + " | ".join(r["accuracy"]["metrics"]) + " | whole trial, s |",
+                  "|---|" + "---:|" * (len(r["accuracy"]["metrics"]) + 1)]
+        for amp, row in r["accuracy"]["runs"].items():
+            lines.append(f"| {amp} | " + " | ".join(f"{row[m]:.4f}" for m in r["accuracy"]["metrics"]) +
+                         f" | {row['seconds']:.0f} |")
     return "\n".join(lines)
+
+
+def accuracy(scratch: Path, epochs: int) -> dict:
+    """The same seeded trial on the demo data (resnet10t, 64 px, the multi task) with --amp off and --amp bf16:
+    the last epoch's validation scores side by side."""
+    data = generate(scratch / "demo", people=120, eval_images=20, seed=0)
+    runs = {}
+    for amp in ("off", "bf16"):
+        output = scratch / f"accuracy-{amp}"
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, str(ROOT / "trial.py"), "--data_dir", str(data), "--output_dir",
+                               str(output), "--model", "resnet10t", "--img_size", "64", "--batch_size", "32",
+                               "--epochs", str(epochs), "--pretrained", "false", "--num_workers", "1", "--seed", "3",
+                               "--lr", "0.003", "--amp", amp, "--cache_dir", str(scratch / "cache")],
+                              capture_output=True, text=True, cwd=ROOT, timeout=3600)
+        if done.returncode:
+            raise RuntimeError(done.stderr[-2000:])
+        metrics = next(output.glob("standalone/*/metrics.jsonl")).read_text().splitlines()
+        runs[amp] = {**json.loads(metrics[-1]), "seconds": time.perf_counter() - start}
+    return {"epochs": epochs, "metrics": ["train_loss", "val_loss", "val_acc", "val_f1"], "runs": runs}
 
 
 if __name__ == "__main__":

@@ -101,11 +101,13 @@ class TrialParams:
     cache_dir: str = _flag("", "where the decoded-image cache lives; empty: $XDG_CACHE_HOME/nni-harness or "
                                "~/.cache/nni-harness (shared storage for trials on several machines)", tunable=False)
     device: str = _flag("auto", "auto uses cuda when present", ("auto", "cuda", "cpu"), tunable=False)
-    amp: str = _flag("auto", "mixed precision: auto picks bf16 on a GPU or CPU that has it (else fp16 with a "
-                     "grad scaler on cuda, fp32 on a CPU); off keeps fp32",
+    amp: str = _flag("auto", "mixed precision: auto picks bf16 on a GPU that has it (else fp16 with a grad "
+                     "scaler), and on a CPU with native bf16 units (else fp32: emulated bf16 is slower); off: fp32",
                      ("auto", "bf16", "fp16", "off"))
     channels_last: str = _flag("auto", "channels_last memory format: auto turns it on with mixed precision",
                                ("auto", "true", "false"))
+    keep_freed_memory: bool = _flag(True, "glibc keeps freed memory in the process (harness/train/allocator.py): "
+                                          "faster CPU steps for a resident size that stays at its peak")
     pin_memory: bool = _flag(True, "page-locked batches on cuda, so host-to-GPU copies overlap with compute")
     cudnn_benchmark: bool = _flag(True, "let cuDNN pick the fastest kernels for the fixed input size")
     fast_swish: bool = _flag(True, "efficientnet-pytorch models train with the plain (faster, not memory-efficient) "

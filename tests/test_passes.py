@@ -98,21 +98,19 @@ def test_fp16_uses_a_grad_scaler_and_bf16_does_not():
     assert Precision(torch.device("cpu")).grad_scaler() is None
 
 
-@pytest.mark.parametrize("amp, channels_last, native, size, expected", [
-    ("auto", "auto", True, 224, (torch.bfloat16, True)),  # AVX-512 BF16 / AMX: bf16 pays, with NHWC
-    ("auto", "auto", True, 128, (torch.bfloat16, True)),
-    ("auto", "auto", True, 64, (None, False)),            # small images: bf16 measured slower than fp32
-    ("auto", "auto", False, 224, (None, False)),          # emulated bf16 is slower than fp32
-    ("bf16", "auto", False, 32, (torch.bfloat16, True)),  # asked for explicitly
-    ("off", "auto", True, 224, (None, False)),
-    ("fp16", "auto", True, 224, (None, False)),           # fp16 autocast is for cuda only
-    ("auto", "false", True, 224, (torch.bfloat16, False)),
-    ("off", "true", False, 224, (None, True)),
+@pytest.mark.parametrize("amp, channels_last, native, expected", [
+    ("auto", "auto", True, (torch.bfloat16, True)),   # AVX-512 BF16 / AMX: bf16 pays, with NHWC
+    ("auto", "auto", False, (None, False)),           # emulated bf16 is slower than fp32
+    ("bf16", "auto", False, (torch.bfloat16, True)),  # asked for explicitly
+    ("off", "auto", True, (None, False)),
+    ("fp16", "auto", True, (None, False)),            # fp16 autocast is for cuda only
+    ("auto", "false", True, (torch.bfloat16, False)),
+    ("off", "true", False, (None, True)),
 ])
-def test_cpu_precision_choices(amp, channels_last, native, size, expected):
-    precision = resolve_precision(torch.device("cpu"), amp, channels_last, size, cpu_bf16=native)
+def test_cpu_precision_choices(amp, channels_last, native, expected):
+    precision = resolve_precision(torch.device("cpu"), amp, channels_last, cpu_bf16=native)
     assert (precision.amp_dtype, precision.channels_last) == expected
-    assert precision.reason and (f"{size} px" in precision.reason) == (amp == "auto" and native)
+    assert precision.reason and ("native bf16" in precision.reason) == (amp == "auto")
 
 
 def test_native_bf16_is_read_from_the_cpu_flags():
@@ -140,3 +138,32 @@ def test_the_allocator_keeps_freed_memory_where_glibc_runs():
     from harness.train.allocator import keep_freed_memory
 
     assert keep_freed_memory() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+
+
+def test_the_start_up_profile_counts_each_top_level_package_once():
+    from bench_trial_speed import import_profile
+
+    importtime = "\n".join([
+        "import time: self [us] | cumulative | imported package",
+        "import time:       100 |        100 |     torch._C",
+        "import time:      2000 |    2000000 | torch",
+        "import time:       100 |     500000 |   timm.layers",
+        "import time:       100 |    1000000 | timm",
+        "import time:        50 |     250000 | harness.data.transforms",
+        "import time:        50 |     250000 | harness.data.loaders",
+        "a line of the trial's own output"])
+    assert import_profile(importtime) == {"torch": 2.0, "timm": 1.0, "harness": 0.5}
+
+
+def test_the_start_up_reference_reads_the_same_photos(demo_dir, tmp_path):
+    """The timm-style reference trains on an ImageFolder of symlinks to the trial's own photos, one class a folder."""
+    from bench_trial_speed import image_folder
+
+    from harness.data.layouts import load_train
+
+    train_set = load_train(demo_dir)
+    labels = train_set.task_labels("multi")
+    folder = image_folder(train_set, labels, tmp_path / "folder")
+    links = sorted(folder.glob("*/*"))
+    assert len(links) == len(train_set.paths) and all(link.resolve().is_file() for link in links)
+    assert {link.parent.name for link in links} == {f"{int(label):02d}" for label in labels}

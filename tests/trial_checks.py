@@ -15,7 +15,7 @@ from harness.data.layouts import load_train
 
 METRIC_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds",
                "train_images_per_s", "dumped"}
-AVERAGE_KEYS = {"raw_val_loss", "raw_val_acc", "raw_val_f1"}  # --ema_decay: the trained weights' own scores
+AVERAGE_SCORES = {"val_loss", "val_acc", "val_f1"}  # --ema_decay: raw_<score>, the trained weights' own scores
 
 
 def check_run_folder(run: Path, data_dir: Path, epochs: int) -> dict:
@@ -30,8 +30,9 @@ def check_run_folder(run: Path, data_dir: Path, epochs: int) -> dict:
     assert Path(params["data_dir"]) == data_dir.resolve()
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(1, epochs + 1))
-    assert all(set(r) == METRIC_KEYS | head_keys | (AVERAGE_KEYS if params.get("ema_decay") else set())
-               for r in records)
+    # --ema_decay: the average's scores as val_*, the raw weights' as raw_val_* (per head too)
+    average_keys = {f"raw_{k}" for k in AVERAGE_SCORES | head_keys} if params.get("ema_decay") else set()
+    assert all(set(r) == METRIC_KEYS | head_keys | average_keys for r in records)
     assert all(r["seconds"] > 0 and r["train_images_per_s"] > 0 for r in records)
 
     train = load_train(data_dir)

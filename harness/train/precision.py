@@ -51,19 +51,14 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(flags))
 
 
-# bf16 autocast on a CPU pays only on large enough images. Measured on AVX-512 BF16 cores (resnet18 training steps,
-# batch 32): bf16 + channels_last gives 2.1x fp32 at 128 px and 2.3x at 224 px, but 0.4-0.7x at 32 and 64 px, where
-# the convolutions are too small for oneDNN's bf16 kernels to make up for the casts around every layer.
-CPU_BF16_MIN_SIZE = 128
-
-
-def resolve_precision(device: torch.device, amp: str, channels_last: str, img_size: int = 224,
-                      cpu_bf16: bool | None = None) -> Precision:
+def resolve_precision(device: torch.device, amp: str, channels_last: str, cpu_bf16: bool | None = None
+                      ) -> Precision:
     """The autocast dtype and memory format of the passes, and the reason, for the trial log.
 
     On cuda: bf16 where the GPU has it, else fp16 with a grad scaler. On a CPU, `auto` picks bf16 where the CPU has
-    native bf16 units and the images are at least CPU_BF16_MIN_SIZE px, fp32 elsewhere (emulated bf16 is slower than
-    fp32); `bf16` forces it; fp16 autocast is not used on a CPU. channels_last follows mixed precision by default:
+    native bf16 units (AVX-512 BF16 cores, resnet18 training steps at batch 32: bf16 + channels_last 2.1x fp32 at
+    128 px, 2.3x at 224 px), fp32 elsewhere (emulated bf16 measured 0.06-0.3x fp32 on AVX2 cores, README "Speed");
+    `bf16` forces it; fp16 autocast is not used on a CPU. channels_last follows mixed precision by default:
     tensor-core and oneDNN bf16 convolutions both want NHWC."""
     dtype, reason = None, "fp32 (--amp off)" if amp == "off" else ""
     if device.type == "cuda" and amp != "off":
@@ -77,11 +72,8 @@ def resolve_precision(device: torch.device, amp: str, channels_last: str, img_si
         native = cpu_has_native_bf16() if cpu_bf16 is None else cpu_bf16
         if not native:
             reason = "fp32: this CPU has no native bf16, where autocast is slower than fp32"
-        elif img_size < CPU_BF16_MIN_SIZE:
-            reason = (f"fp32: the CPU has native bf16, but at {img_size} px (under {CPU_BF16_MIN_SIZE}) bf16 "
-                      "autocast measured slower than fp32")
         else:
-            dtype, reason = torch.bfloat16, f"bf16 autocast: the CPU has native bf16 and the images are {img_size} px"
+            dtype, reason = torch.bfloat16, "bf16 autocast: the CPU has native bf16"
     elif device.type == "cpu" and amp == "fp16":
         reason = "fp32: fp16 autocast is for cuda only"
     nhwc = channels_last == "true" or (channels_last == "auto" and dtype is not None)
