@@ -94,7 +94,9 @@ def test_nnictl_runs_the_cpu_demo_experiment_to_the_end(demo_dir, tmp_path):
 def test_nnictl_stop_then_resume_continues_the_trial_from_its_checkpoint(demo_dir, tmp_path):
     """NNI 3.0's local service stops a trial with SIGINT (SIGKILL 5 s later): the trial records the stop and keeps
     last.pt; `nnictl resume` runs it again under the same trial id, so it continues after its last epoch."""
-    epochs = 12  # about 1 s each: nnictl stop takes 3 s to reach the trial, which must still be training then
+    # nnictl stop takes 3 s or more to reach the trial, which must still be training then: 40 epochs of 0.3 s (bf16
+    # on a CPU with bf16 units) to 1 s (fp32 on AVX2) leave it 10 s or more.
+    epochs = 40
     config = with_overrides(
         load_config(ROOT / "config.demo.yml"), ROOT, working_dir=tmp_path / "experiments", max_trials=1,
         trial_args=["--data_dir", str(demo_dir), "--epochs", str(epochs), "--img_size", "32", "--num_workers", "0",
