@@ -22,7 +22,7 @@ from harness.data.layouts import load_eval, load_train
 from harness.data.loaders import LoaderSettings, build_loaders
 from harness.data.split import split_indices
 from harness.data.transforms import Normalizer
-from harness.errors import UserError, run_cli
+from harness.errors import UserError, run_cli, without_teardown
 from harness.outputs.resume import read_params_json, recorded_params
 from harness.outputs.run_folder import RunFolder
 from harness.outputs.soft_csv import csv_labels, csv_probs
@@ -101,4 +101,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    run_cli(main, "harness.predict", also=(ModelError,))
+    without_teardown(lambda: run_cli(main, "harness.predict", also=(ModelError,)))

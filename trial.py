@@ -22,8 +22,8 @@ from harness.data.layouts import EvalSet, TrainSet, load_eval, load_train
 from harness.data.loaders import Loaders, LoaderSettings, build_loaders
 from harness.data.split import assign_folds, fold_indices, split_indices
 from harness.data.transforms import Normalizer
-from harness.errors import UserError, run_cli
-from harness.nni_runtime import next_parameters, sequence_id, trial_identity, under_nni
+from harness.errors import UserError, run_cli, without_teardown
+from harness.nni_runtime import next_parameters, parameter_set_id, sequence_id, trial_identity, under_nni
 from harness.outputs import kfold
 from harness.outputs.progress import EpochProgress
 from harness.outputs.records import best_record, default_key, epoch_record, raw_scores, val_scores
@@ -42,7 +42,7 @@ from harness.train.mixing import BatchMixer, mixing_enabled
 from harness.train.optim import create_optimizer, create_scheduler
 from harness.train.passes import TrainingDiverged, train_one_epoch
 from harness.train.population import checked_folder, load_parent, save_member
-from harness.train.precision import resolve_device, resolve_precision, seed_everything
+from harness.train.precision import resolve_device, resolve_precision, seed_everything, set_cpu_threads
 from harness.train.predictor import Predictor
 from models import ModelError, create_model, require_known, set_fast_swish
 
@@ -110,7 +110,8 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
         run.write_params({
             **params.to_dict(), "data_dir": str(Path(params.data_dir).resolve()),
             "output_dir": str(Path(params.output_dir).resolve()), "experiment_id": experiment_id,
-            "trial_id": trial_id, "parameter_id": sequence_id(), "nni_parameters": received,
+            "trial_id": trial_id, "parameter_id": sequence_id(), "nni_parameter_set": parameter_set_id(),
+            "nni_parameters": received,
             "num_classes": train_set.num_classes(csv_task(task)), "class_names": train_set.class_names[csv_task(task)],
             "heads": heads, "validation": kfold.validation_scheme(params.folds, params.val_ratio, params.seed),
             "data_layout": train_set.layout, "argv": argv})
@@ -119,6 +120,7 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
     try:
         if params.keep_freed_memory:
             keep_freed_memory()  # before the workers fork and the first batch: CPU steps reuse warm pages
+        threads = set_cpu_threads(params.cpu_threads)
         device = resolve_device(params.device)
         precision = resolve_precision(device, params.amp, params.channels_last)
         torch.backends.cudnn.benchmark = params.cudnn_benchmark
@@ -154,8 +156,8 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
             sinks.insert(1, NniReport(key, reserved=FLAG_TYPES))
         if params.tensorboard:
             sinks.append(TensorBoard(tensorboard_dir(run.path)))
-        log.info("%s on %s (%s; %s, channels_last %s), heads %s, %s loss%s", params.model, device, task,
-                 precision.reason, precision.channels_last, heads, params.criterion,
+        log.info("%s on %s (%s; %s, channels_last %s, %d CPU threads), heads %s, %s loss%s", params.model, device,
+                 task, precision.reason, precision.channels_last, threads, heads, params.criterion,
                  f", {params.folds} folds" if params.folds > 1 else "")
 
         checkpointer = Checkpointer(run.path, params.checkpoint, key)
@@ -246,7 +248,7 @@ def train(params: TrialParams, model: torch.nn.Module, heads: dict[str, int], cr
           stop: StopSignal, pbt: tuple[Path | None, Path | None] = (None, None),
           fold: kfold.FoldRun | None = None) -> None:
     optimizer = create_optimizer(params.optimizer, model.parameters(), params.lr, params.weight_decay,
-                                 params.momentum)
+                                 params.momentum, params.fused_optimizer)
     # Population Based Training: a parent's weights and optimiser state, unless this very trial is being resumed.
     identity = {"model": params.model, "heads": heads, "img_size": params.img_size}
     inherited = None if checkpointer.has_last() else load_parent(pbt[0], model, optimizer, identity, params.lr,
@@ -322,4 +324,4 @@ def train(params: TrialParams, model: torch.nn.Module, heads: dict[str, int], cr
 
 
 if __name__ == "__main__":
-    run_cli(main, "trial.py", also=(ModelError,))
+    without_teardown(lambda: run_cli(main, "trial.py", also=(ModelError,)))

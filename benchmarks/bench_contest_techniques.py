@@ -1,17 +1,24 @@
-"""Validation macro-F1 on the demo data with each contest technique off and on, same seed and budget.
+"""Validation macro-F1 on the demo data with each contest technique off and on, same seeds and budget.
 
-Usage: python benchmarks/bench_contest_techniques.py [--out benchmarks/contest_techniques.json] [--jobs N]
-Each row is two short trial.py runs (resnet10t, 32 px, 4 epochs, CPU, one thread each) that differ only in the
-technique's flag; the figure is the last epoch's val_f1 from metrics.jsonl. The task is `age` (3 classes, the
-oldest the rarest: the one class weights, the sampler and --old_age are for); 3 epochs of the 18-class task learnt
-next to nothing (val_f1 0.14) and 10 reached only 0.36 on its 35 validation images of 15 classes, so no row could
-have said anything there. Runs with the same parameters (every row's "off") are run once. The numbers show that a
-flag runs end to end and its direction on this toy set (5 validation people), not what it gains on the contest."""
+    python benchmarks/bench_contest_techniques.py [--seeds 1,2,3] [--people 60] [--epochs 6] [--img_size 64]
+                                                 [--jobs 2] [--out benchmarks/contest_techniques.json]
+
+Each row is a pair of standalone trial.py runs per seed (resnet10t, CPU, one thread each) that differ only in the
+technique's flag; the figure is the last epoch's val_f1 from metrics.jsonl (for --folds 3, the cross-validated
+val_f1 of every training image from kfold.json). The task is `age` (3 classes, the 60+ class the rarest: what class
+weights, the sampler and --old_age are for), except the multi-head row, which is about the 18-class task: `multi`
+against `multihead`. Runs with the same parameters (every row's "off" at a seed) run once.
+
+Why several seeds: the demo's validation set is a few dozen people, where one image moves macro-F1 by a percent or
+more; the spread of off-against-on differences over the seeds says which differences are larger than that noise.
+The seed sets the trial's initial weights, shuffling, augmentations and validation people (the person split follows
+--seed): a seed's "off" and "on" runs are judged on the same images, and each seed on other people."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,36 +32,42 @@ from harness.atomic import write_json  # noqa: E402
 from harness.data.demo import generate  # noqa: E402
 from harness.params import parse_params  # noqa: E402
 
-BUDGET = ["--model", "resnet10t", "--pretrained", "false", "--img_size", "32", "--batch_size", "8", "--lr", "0.003",
-          "--num_workers", "0", "--epochs", "4", "--seed", "42", "--classification", "age", "--dump_threshold", "1",
-          "--checkpoint", "none", "--tensorboard", "false"]
-TECHNIQUES = {"tta": (["--tta", "none"], ["--tta", "hflip"])}
-# Mixing, class imbalance, weight averaging (each "off" is the default: the runs share one baseline).
-TECHNIQUES.update({
+# Each technique: (flags off, flags on). "Off" is the default value, so the rows share one baseline per seed.
+TECHNIQUES = {
+    "tta": (["--tta", "none"], ["--tta", "hflip"]),
     "mixup": (["--mixup", "0"], ["--mixup", "0.2"]),
-    "cutmix": (["--cutmix", "0"], ["--cutmix", "1.0"]),
+    "cutmix": (["--cutmix", "0"], ["--cutmix", "1.0", "--mix_prob", "0.5"]),
     "class_weights": (["--class_weights", "none"], ["--class_weights", "inverse"]),
     "sampler": (["--sampler", "none"], ["--sampler", "weighted"]),
     "old_age": (["--old_age", "60"], ["--old_age", "58"]),
     "ema": (["--ema_decay", "0"], ["--ema_decay", "0.99"]),
-})
-# K-fold and multi-head (README: "K-fold and multi-head models"). folds: the holdout's val_f1 (20% of the people)
-# against the 3-fold cross-validated val_f1 of every training image: two different validation sets.
-TECHNIQUES.update({"multihead": (["--classification", "multi"], ["--classification", "multihead"]),
-                   "folds": (["--folds", "1"], ["--folds", "3"])})
+    # README "K-fold and multi-head models": 18 classes from one softmax against three heads.
+    "multihead": (["--classification", "multi"], ["--classification", "multihead"]),
+    # The holdout's val_f1 (its 20% of the people) against the 3-fold cross-validated val_f1 of every training
+    # image: two different validation sets, so this row says that K-fold runs, not that it scores higher.
+    "folds": (["--folds", "1"], ["--folds", "3"]),
+}
 
 
-def same_run(flags: list[str]) -> str:
-    """Runs with the same parameters give the same numbers (CPU, no loader workers, one seed): each is run once."""
-    return json.dumps(parse_params([*BUDGET, *flags], None).to_dict(), sort_keys=True)
+def budget(epochs: int, img_size: int, seed: int) -> list[str]:
+    return ["--model", "resnet10t", "--pretrained", "false", "--img_size", str(img_size), "--batch_size", "16",
+            "--lr", "0.003", "--num_workers", "0", "--epochs", str(epochs), "--seed", str(seed),
+            "--classification", "age", "--dump_threshold", "1", "--checkpoint", "none", "--tensorboard", "false"]
+
+
+def same_run(base: list[str], flags: list[str]) -> str:
+    """Runs with the same parameters give the same numbers (CPU, no loader workers, one seed): each runs once."""
+    return json.dumps(parse_params([*base, *flags], None).to_dict(), sort_keys=True)
 
 
 def val_f1(data: Path, output: Path, flags: list[str]) -> float:
     # One thread per trial: the figures then do not depend on --jobs (a reduction's order follows the threads),
     # and on a shared machine parallel single-threaded trials waste less time waiting on each other.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, str(ROOT / "trial.py"), "--data_dir", str(data), "--output_dir", str(output),
-                    *BUDGET, *flags], check=True, capture_output=True, cwd=ROOT, env=env)
+    done = subprocess.run([sys.executable, str(ROOT / "trial.py"), "--data_dir", str(data), "--output_dir",
+                           str(output), *flags], capture_output=True, text=True, cwd=ROOT, env=env)
+    if done.returncode:
+        raise RuntimeError(f"trial.py {' '.join(flags)} failed: {done.stderr.strip().splitlines()[-1:]}")
     cross_validated = list(output.rglob("kfold.json"))  # K-fold: the last epoch's OOF score, not one fold's
     if cross_validated:
         return json.loads(cross_validated[0].read_text())["epochs"][-1]["val_f1"]
@@ -62,26 +75,70 @@ def val_f1(data: Path, output: Path, flags: list[str]) -> float:
     return json.loads(metrics[-1])["val_f1"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "contest_techniques.json"))
-    parser.add_argument("--jobs", type=int, default=1, help="trials run at once")
-    args = parser.parse_args()
+def summary(off: list[float], on: list[float]) -> dict:
+    differences = [b - a for a, b in zip(off, on)]
+    return {"off": off, "on": on, "off_mean": statistics.mean(off), "on_mean": statistics.mean(on),
+            "difference_mean": statistics.mean(differences), "difference_range": [min(differences), max(differences)],
+            "better_in": sum(d > 0 for d in differences), "worse_in": sum(d < 0 for d in differences)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--people", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--img_size", type=int, default=64)
+    parser.add_argument("--jobs", type=int, default=2, help="trials run at once")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "contest_techniques.json")
+    args = parser.parse_args(argv)
+    seeds = [int(seed) for seed in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        data = generate(Path(tmp) / "demo", people=24, eval_images=40, width=96, height=128, seed=3)
-        runs = {}  # same_run key -> (output folder, flags): every distinct run once
-        for name, (off, on) in TECHNIQUES.items():
-            for side, flags in (("off", off), ("on", on)):
-                runs.setdefault(same_run(flags), (Path(tmp) / f"{name}-{side}", flags))
+        data = generate(Path(tmp) / "demo", people=args.people, eval_images=40, width=96, height=128, seed=3)
+        runs: dict[str, tuple[Path, list[str]]] = {}  # same_run key -> (output folder, flags): each run once
+        for seed in seeds:
+            base = budget(args.epochs, args.img_size, seed)
+            for name, (off, on) in TECHNIQUES.items():
+                for side, flags in (("off", off), ("on", on)):
+                    runs.setdefault(same_run(base, flags), (Path(tmp) / f"{name}-{side}-{seed}", [*base, *flags]))
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             futures = {key: pool.submit(val_f1, data, output, flags) for key, (output, flags) in runs.items()}
             scores = {key: future.result() for key, future in futures.items()}
-        rows = {}
-        for name, (off, on) in TECHNIQUES.items():
-            rows[name] = {"off": scores[same_run(off)], "on": scores[same_run(on)], "flags_on": " ".join(on)}
-            print(f"| {name} | `{rows[name]['flags_on']}` | {rows[name]['off']:.4f} | {rows[name]['on']:.4f} |")
-    write_json(rows, args.out)
+    rows = {}
+    for name, (off, on) in TECHNIQUES.items():
+        bases = [budget(args.epochs, args.img_size, seed) for seed in seeds]
+        rows[name] = {"flags_on": " ".join(on), **summary([scores[same_run(b, off)] for b in bases],
+                                                          [scores[same_run(b, on)] for b in bases])}
+    result = {"seeds": seeds, "people": args.people, "epochs": args.epochs, "img_size": args.img_size,
+              "validation_images": validation_images(args.people, seeds), "rows": rows}
+    write_json(result, args.out)
+    print(report(result))
+    return 0
+
+
+def validation_images(people: int, seeds: list[int]) -> list[int]:
+    """The holdout's validation images at each seed (the K-fold row scores every training image instead)."""
+    from harness.data.layouts import load_train
+    from harness.data.split import split_indices
+
+    with tempfile.TemporaryDirectory() as tmp:
+        train_set = load_train(generate(Path(tmp) / "demo", people=people, eval_images=1, width=32, height=32,
+                                        seed=3))
+        return [len(split_indices(train_set.groups, train_set.group_strata, 0.2, seed)[1]) for seed in seeds]
+
+
+def report(result: dict) -> str:
+    sizes = result["validation_images"]
+    lines = [f"{len(result['seeds'])} seeds, {result['people']} people ({min(sizes)} to {max(sizes)} validation "
+             f"images), {result['epochs']} epochs at {result['img_size']} px", "",
+             "| technique | flag on | off, mean | on, mean | on - off, mean (min to max) | better / worse in |",
+             "|---|---|---:|---:|---:|---:|"]
+    for name, row in result["rows"].items():
+        low, high = row["difference_range"]
+        lines.append(f"| {name} | `{row['flags_on']}` | {row['off_mean']:.3f} | {row['on_mean']:.3f} | "
+                     f"{row['difference_mean']:+.3f} ({low:+.3f} to {high:+.3f}) | "
+                     f"{row['better_in']} / {row['worse_in']} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -13,9 +13,13 @@
 5. start-up: process start to the first optimiser step of a standalone trial against a timm-style reference
    (benchmarks/timm_style_first_step.py) on the same photos, peak RSS of both, and the trial's import profile;
 6. allocator: training steps per second and peak RSS with --keep_freed_memory true and false;
-7. accuracy: the same seeded demo trial with --amp off and --amp bf16, validation scores side by side.
+7. accuracy: the same seeded demo trial with --amp off and --amp bf16, validation scores side by side;
+8. trial epochs: whole standalone trials (trial.py, 2 epochs, the second one timed from metrics.jsonl) of
+   --epoch_models at 224 px, as the harness ran before this work (fp32, NCHW, torch's default optimiser
+   implementation), in fp32 with fused optimisers, and with --amp auto (bf16 + channels_last on a CPU with bf16
+   units), taking turns.
 
---sections picks among cache, overhead, precision, startup, allocator, accuracy (default: all).
+--sections picks among cache, overhead, precision, startup, allocator, accuracy, epochs (default: all).
 
 Without --data_dir it generates photo-sized (384x512) JPEGs in the mask contest's layout. Prints a markdown table
 (the README's figures come from it) and writes every number to --out."""
@@ -185,7 +189,8 @@ def precision_table(models: list[str], device: torch.device, img_size: int, batc
                     amp_dtype: torch.dtype, rounds: int = 1) -> list[dict]:
     """Training images per second per model in fp32, mixed precision, and mixed precision + channels_last: the three
     settings take turns (reversed every other round) and each figure is the median over `rounds`."""
-    settings = [("fp32", None, False), ("amp", amp_dtype, False), ("amp+channels_last", amp_dtype, True)]
+    settings = [("fp32", None, False), ("fp32+channels_last", None, True), ("amp", amp_dtype, False),
+                ("amp+channels_last", amp_dtype, True)]
     rows = []
     for name in models:
         rates: dict[str, list[float]] = {label: [] for label, _, _ in settings}
@@ -195,8 +200,8 @@ def precision_table(models: list[str], device: torch.device, img_size: int, batc
         row: dict = {"model": name, "img_size": img_size}
         row.update({label: statistics.median(values) for label, values in rates.items()})
         row["amp_speedup"] = statistics.median(a / f for a, f in zip(rates["amp"], rates["fp32"]))
-        row["amp+channels_last_speedup"] = statistics.median(
-            a / f for a, f in zip(rates["amp+channels_last"], rates["fp32"]))
+        for label in ("fp32+channels_last", "amp+channels_last"):
+            row[f"{label}_speedup"] = statistics.median(a / f for a, f in zip(rates[label], rates["fp32"]))
         rows.append(row)
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -338,16 +343,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overhead_batches", type=int, default=6, help="training steps of one overhead run")
     parser.add_argument("--repeats", type=int, default=4, help="overhead runs per side, taking turns")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "speed.json")
-    parser.add_argument("--sections", default="cache,overhead,precision,startup,allocator,accuracy",
+    parser.add_argument("--sections", default="cache,overhead,precision,startup,allocator,accuracy,epochs",
                         help="comma-separated: cache (loader and epoch with/without it), overhead (against a bare "
                              "loop), precision (fp32 against bf16/fp16 and channels_last, CPU too), startup (to the "
                              "first step, against timm's), allocator (--keep_freed_memory's speed and memory), "
-                             "accuracy (fp32 against bf16 on the demo data)")
+                             "accuracy (fp32 against bf16 on the demo data), epochs (whole trial epochs: before "
+                             "this work, fp32, --amp auto)")
     parser.add_argument("--precision_models", default="resnet10t@64,resnet18@64,ecaresnet50t@224,efficientnet_b4@224",
                         help="model@img_size rows of the precision table")
     parser.add_argument("--precision_rounds", type=int, default=2)
     parser.add_argument("--startup_rounds", type=int, default=3)
     parser.add_argument("--accuracy_epochs", type=int, default=3)
+    parser.add_argument("--epoch_models", default="resnet18,ecaresnet50t",
+                        help="models of the trial-epoch comparison (224 px)")
+    parser.add_argument("--epoch_rounds", type=int, default=2)
     parser.add_argument("--allocator_steps", type=int, default=12, help="training steps of one allocator run")
     parser.add_argument("--allocator_rounds", type=int, default=3)
     args = parser.parse_args(argv)
@@ -380,9 +389,9 @@ def main(argv: list[str] | None = None) -> int:
             results["precision"] = []
             for item in args.precision_models.split(","):
                 name, size = item.split("@")
-                batch = args.batch_size if device.type == "cuda" else (16 if int(size) < 128 else 8)
-                results["precision"] += precision_table([name], device, int(size), batch,
-                                                        steps=20 if device.type == "cuda" else 3,
+                batch = args.batch_size if device.type == "cuda" else 16
+                steps = 20 if device.type == "cuda" else (20 if int(size) < 128 else 5)
+                results["precision"] += precision_table([name], device, int(size), batch, steps=steps,
                                                         amp_dtype=dtype, rounds=args.precision_rounds)
         if "startup" in sections:
             results["startup"] = startup(data_dir, train_set, labels, Path(scratch), "resnet18", 32,
@@ -392,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
                                              args.allocator_steps, args.allocator_rounds)
         if "accuracy" in sections:
             results["accuracy"] = accuracy(Path(scratch), args.accuracy_epochs)
+        if "epochs" in sections:
+            results["epochs"] = trial_epochs(Path(scratch), args.epoch_models.split(","), args.epoch_rounds)
     write_json(results, args.out)
     print(report(results))
     return 0
@@ -417,11 +428,14 @@ def report(r: dict) -> str:
                       f"to {overhead['overhead_range'][1] * 100:+.1f}%)"]
     if "precision" in r:
         amp = r.get("precision_dtype", "amp")
-        lines += ["", f"| model | px | fp32 img/s | {amp} img/s | {amp}+channels_last img/s | {amp} speed-up | "
-                      f"{amp}+channels_last speed-up |", "|---|---:|---:|---:|---:|---:|---:|"]
-        lines += [f"| {row['model']} | {row.get('img_size', r['img_size'])} | {row['fp32']:.1f} | {row['amp']:.1f} | "
-                  f"{row['amp+channels_last']:.1f} | {row['amp_speedup']:.2f}x | "
-                  f"{row['amp+channels_last_speedup']:.2f}x |" for row in r["precision"]]
+        lines += ["", f"| model | px | fp32 | fp32 + channels_last | {amp} | {amp} + channels_last | "
+                      f"speed-up: fp32 + channels_last | {amp} | {amp} + channels_last |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {row['model']} | {row.get('img_size', r['img_size'])} | {row['fp32']:.1f} | "
+                  f"{row.get('fp32+channels_last', float('nan')):.1f} | {row['amp']:.1f} | "
+                  f"{row['amp+channels_last']:.1f} | {row.get('fp32+channels_last_speedup', float('nan')):.2f}x | "
+                  f"{row['amp_speedup']:.2f}x | {row['amp+channels_last_speedup']:.2f}x |" for row in r["precision"]]
+        lines.append("(training images per second, medians of the rounds)")
     if "startup" in r:
         up = r["startup"]
         imports = ", ".join(f"{name} {seconds:.2f}" for name, seconds in up["imports_s"].items())
@@ -436,6 +450,16 @@ def report(r: dict) -> str:
                       f"{al['steps']} steps, medians of {len(al['runs']['kept'])} turns): {kept:.3f} steps/s against "
                       f"{default:.3f} with glibc's default, {al['speedup']:.2f}x; peak RSS "
                       f"{al['peak_rss_mb']['kept']:.0f} MB against {al['peak_rss_mb']['glibc default']:.0f} MB"]
+    if "epochs" in r:
+        lines += ["", "| model | px | " + " | ".join(f"{name}, s" for name in EPOCH_SETTINGS) +
+                  " | speed-up: " + " | ".join(list(EPOCH_SETTINGS)[1:]) + " |",
+                  "|---|---:|" + "---:|" * (2 * len(EPOCH_SETTINGS) - 1)]
+        for row in r["epochs"]["rows"]:
+            lines.append(f"| {row['model']} | {row['img_size']} | " +
+                         " | ".join(f"{row['seconds'][name]:.1f}" for name in EPOCH_SETTINGS) + " | " +
+                         " | ".join(f"{row['speedup'][name]:.2f}x" for name in list(EPOCH_SETTINGS)[1:]) + " |")
+        lines.append(f"(one trial epoch, train + validation, {r['epochs']['train_images']} training and "
+                     f"{r['epochs']['val_images']} validation images; medians of {r['epochs']['rounds']} rounds)")
     if "accuracy" in r:
         lines += ["", "| precision | " + " | ".join(r["accuracy"]["metrics"]) + " | whole trial, s |",
                   "|---|" + "---:|" * (len(r["accuracy"]["metrics"]) + 1)]
@@ -443,6 +467,43 @@ def report(r: dict) -> str:
             lines.append(f"| {amp} | " + " | ".join(f"{row[m]:.4f}" for m in r["accuracy"]["metrics"]) +
                          f" | {row['seconds']:.0f} |")
     return "\n".join(lines)
+
+
+# How a trial ran before this work (fp32 on a CPU, NCHW, torch's default optimiser implementation), fp32 now (fused
+# optimisers), and what --amp auto picks (bf16 + channels_last where the CPU has bf16 units).
+EPOCH_SETTINGS = {"before": ["--amp", "off", "--fused_optimizer", "false"], "fp32": ["--amp", "off"],
+                  "auto": ["--amp", "auto"]}
+
+
+def trial_epochs(scratch: Path, models: list[str], rounds: int, img_size: int = 224, batch_size: int = 16) -> dict:
+    """A standalone trial of 2 epochs per setting, taking turns (reversed every other round); the second epoch's
+    `seconds` from metrics.jsonl (train + validation: the first also warms the kernels and builds the cache)."""
+    data = generate(scratch / "epochs", people=24, eval_images=4, seed=0, jpeg_only=True)
+    rows = []
+    for model in models:
+        runs: dict[str, list[float]] = {name: [] for name in EPOCH_SETTINGS}
+        for round_ in range(rounds):
+            for name in (list(EPOCH_SETTINGS) if round_ % 2 == 0 else list(EPOCH_SETTINGS)[::-1]):
+                output = scratch / f"epochs-{model}-{name}-{round_}"
+                done = subprocess.run([sys.executable, str(ROOT / "trial.py"), "--data_dir", str(data),
+                                       "--output_dir", str(output), "--model", model, "--img_size", str(img_size),
+                                       "--batch_size", str(batch_size), "--epochs", "2", "--pretrained", "false",
+                                       "--num_workers", "1", "--checkpoint", "none", "--tensorboard", "false",
+                                       "--dump_threshold", "1", "--cache_dir", str(scratch / "cache"),
+                                       *EPOCH_SETTINGS[name]], capture_output=True, text=True, cwd=ROOT,
+                                      timeout=3600)
+                if done.returncode:
+                    raise RuntimeError(done.stderr[-2000:])
+                records = [json.loads(line) for line in
+                           next(output.glob("standalone/*/metrics.jsonl")).read_text().splitlines()]
+                runs[name].append(records[-1]["seconds"])
+        rows.append({"model": model, "img_size": img_size, "batch_size": batch_size, "runs": runs,
+                     "seconds": {name: statistics.median(values) for name, values in runs.items()},
+                     "speedup": {name: statistics.median(b / s for b, s in zip(runs["before"], runs[name]))
+                                 for name in EPOCH_SETTINGS}})
+    train_set = load_train(data)
+    val = len(split_indices(train_set.groups, train_set.group_strata, 0.2, 42)[1])
+    return {"rounds": rounds, "train_images": len(train_set.paths) - val, "val_images": val, "rows": rows}
 
 
 def accuracy(scratch: Path, epochs: int) -> dict:

@@ -1,7 +1,11 @@
 """The one exception type a user can cause: it ends the program with a single clear line, no traceback."""
 from __future__ import annotations
 
+import atexit
+import logging
+import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -37,3 +41,34 @@ def run_cli(main: Callable[[], int | None], prog: str,
         print(f"{prog}: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     raise SystemExit(code or 0)
+
+
+def without_teardown(entry: Callable[[], object]) -> NoReturn:
+    """Run a script's entry point (run_cli) and end the process as Python would, less the teardown of its modules.
+
+    A process that has imported torch and timm spends 1.2 s after its last line tearing down its modules (0.6 s for
+    torch alone; measured on a 2-core CPU, README "Speed"): every NNI trial paid it before NNI saw the trial end and
+    started the next. Nothing in that teardown writes a file: the trial's outputs are written whole and renamed
+    before this point, its loader workers have stopped, and what else an orderly exit does is done here, in
+    Python's own order: non-daemon threads joined, atexit functions run (multiprocessing's clean-up among them),
+    logging and the standard streams flushed. An exception other than SystemExit takes the ordinary way out, with
+    its traceback."""
+    try:
+        entry()
+        code: object = 0
+    except SystemExit as done:
+        code = done.code
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    if code is not None and not isinstance(code, int):  # SystemExit("message"): printed, status 1, as Python does
+        print(code, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+            pass
+    os._exit(code or 0)

@@ -252,7 +252,7 @@ def heartbeat(trials: list[dict[str, Any]], metrics: list[dict[str, Any]], elaps
             + f", {ended} ended" + (f", {waiting} waiting" if waiting else ""))
 
 
-def wait(rest: NniRest, timeout: float, poll: float = 3.0, echo=print, manager_log: Path | None = None,
+def wait(rest: NniRest, timeout: float, poll: float = 1.0, echo=print, manager_log: Path | None = None,
          heartbeat_every: float = 60.0) -> str:
     """Until every trial has ended and NNI has nothing left to run; prints each trial as it ends (a cancelled
     one with NNI's reason, read from manager_log) and a heartbeat line every `heartbeat_every` seconds."""
@@ -271,11 +271,26 @@ def wait(rest: NniRest, timeout: float, poll: float = 3.0, echo=print, manager_l
             return status
         if status in DONE_EXPERIMENT and all(t["status"] in FINISHED_TRIAL for t in trials):
             return status
+        if manager_log is not None and all(t["status"] in FINISHED_TRIAL for t in trials):
+            failure = tuner_failure(read_text(manager_log.with_name("dispatcher.log")))
+            if failure:
+                raise UserError(f"NNI's tuner stopped with {failure} ({manager_log.with_name('dispatcher.log')}): "
+                                f"no further trial will start, so the experiment cannot end")
         if time.monotonic() >= next_beat:
             echo(heartbeat(trials, rest.metrics(), time.monotonic() - started))
             next_beat = time.monotonic() + heartbeat_every
         time.sleep(poll)
     raise UserError(f"the experiment did not finish within {timeout:.0f} s (it keeps running; nnictl stop)")
+
+
+def tuner_failure(dispatcher_log: str) -> str | None:
+    """The error that ended NNI's tuner process, read from its dispatcher.log; None while the tuner runs. NNI 3.0
+    keeps such an experiment RUNNING with no trial left to start, and says why only in that log."""
+    lines = dispatcher_log.splitlines()
+    if not any("Dispatcher exiting" in line for line in lines):
+        return None
+    errors = [line.strip() for line in lines if re.match(r"\w+(Error|Exception)\b", line.strip())]
+    return errors[-1] if errors else "no error logged"
 
 
 def read_text(path: Path | None) -> str:

@@ -46,3 +46,15 @@ def sequence_id() -> int:
     import nni
 
     return nni.get_sequence_id()
+
+
+def parameter_set_id() -> int | str | None:
+    """The id of the parameter set this trial received, the one its results are reported under (None standalone,
+    and for a set added by hand in the web UI). NNI 3.0's local service can hand two trials that start together
+    each other's sets, and its web UI then shows the set it meant, not this one: params.json records both."""
+    if not under_nni():
+        return None
+    import nni.trial
+
+    received = nni.trial._params  # NNI 3.0 (its last release) keeps the whole record there, id included
+    return received.get("parameter_id") if received else None

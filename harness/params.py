@@ -55,6 +55,8 @@ class TrialParams:
     val_ratio: float = _flag(0.2, "share of people (or images, for single-label data) held out; 0: no validation")
     seed: int = _flag(42, "seed of the split, the initial weights and the augmentations")
     num_workers: int = _flag(2, "DataLoader worker processes")
+    cpu_threads: int = _flag(0, "threads of torch's CPU arithmetic; 0: torch's default (one per core). Trials that "
+                                "share a CPU side by side each take cores / trialConcurrency")
     # Model.
     pretrained: bool = _flag(True, "start from ImageNet weights")
     weights: str = _flag("", "local weights file for --pretrained true, for machines that cannot download",
@@ -112,6 +114,8 @@ class TrialParams:
     cudnn_benchmark: bool = _flag(True, "let cuDNN pick the fastest kernels for the fixed input size")
     fast_swish: bool = _flag(True, "efficientnet-pytorch models train with the plain (faster, not memory-efficient) "
                                    "swish")
+    fused_optimizer: bool = _flag(True, "torch's fused optimiser kernels (one pass over each parameter per step; "
+                                        "harness/train/optim.py has the figures)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -224,6 +228,7 @@ def check(params: TrialParams) -> None:
         "crop": (0 < params.crop <= 1, "in (0, 1]"),
         "val_ratio": (0 <= params.val_ratio < 1, "in [0, 1)"),
         "num_workers": (params.num_workers >= 0, "0 or more"),
+        "cpu_threads": (params.cpu_threads >= 0, "0 or more (0: one per core)"),
         "dump_threshold": (0 <= params.dump_threshold <= 1, "in [0, 1]"),
         "mixup": (params.mixup >= 0, "0 or more (0: off)"),
         "cutmix": (params.cutmix >= 0, "0 or more (0: off)"),

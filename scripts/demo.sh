@@ -20,4 +20,13 @@ if [ "$given_data" = false ]; then
   echo "No --data_dir given: using the synthetic demo data set in data/demo (python -m harness.demo_data)."
   extra=(--data_dir data/demo)
 fi
-exec python -m harness.experiment --config config.demo.yml "${extra[@]}" "$@"
+# config.demo.yml runs two trials at once: each gets half the cores (trial.py flags after -- can override it).
+threads=$(( $(nproc) / 2 ))
+[ "$threads" -ge 1 ] || threads=1
+options=(); trial_flags=(); after_dashes=false
+for arg in "$@"; do
+  if [ "$after_dashes" = false ] && [ "$arg" = "--" ]; then after_dashes=true; continue; fi
+  if [ "$after_dashes" = true ]; then trial_flags+=("$arg"); else options+=("$arg"); fi
+done
+exec python -m harness.experiment --config config.demo.yml "${extra[@]}" "${options[@]}" \
+  -- --cpu_threads "$threads" "${trial_flags[@]}"

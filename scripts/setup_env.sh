@@ -10,8 +10,11 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "creating the virtual environment $VENV"
   "$PYTHON" -m venv "$VENV" || return 1 2>/dev/null || exit 1
 fi
-stamp="$VENV/.installed-$(cat "${files[@]}" | sha1sum | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
+stamp_of() { echo "$VENV/.installed-$(cat "$@" | sha1sum | cut -c1-16)"; }
+stamp="$(stamp_of "${files[@]}")"
+# The test set-up installs everything the main job needs too: after scripts/test.sh, scripts/demo.sh installs nothing.
+with_dev="$(stamp_of "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt")"
+if [ ! -f "$stamp" ] && [ ! -f "$with_dev" ]; then
   names="$(for f in "${files[@]}"; do basename "$f"; done | paste -sd' ')"
   if "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     echo "installing $names into $VENV (torch is already there: only what is missing or changed)"

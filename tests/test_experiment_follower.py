@@ -5,8 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
+from harness.errors import UserError
 from harness.experiment import (
     cancel_reasons,
     describe,
@@ -15,6 +17,8 @@ from harness.experiment import (
     heartbeat,
     merge_flags,
     trial_data_dir,
+    tuner_failure,
+    wait,
     with_overrides,
 )
 from harness.outputs.records import nni_metric
@@ -73,6 +77,7 @@ def test_a_trial_nni_cancels_is_explained_and_the_run_exits_non_zero(demo_dir, t
     config = yaml.safe_load((ROOT / "config.demo.yml").read_text())
     config.update(searchSpaceFile=str(ROOT / "search_space.demo.json"), trialCodeDirectory=str(ROOT),
                   maxTrialDuration="1s", maxTrialNumber=1)
+    config["tuner"]["codeDirectory"] = str(ROOT)  # harness.tuners.TPE, imported from the checkout
     path = tmp_path / "config.yml"
     path.write_text(yaml.safe_dump(config))
     done = subprocess.run(
@@ -127,3 +132,39 @@ def test_a_failed_start_removes_the_experiment_folder_it_made(tmp_path, monkeypa
     assert not list((working / ".configs").iterdir()), "the staged config of the failed start was left"
     assert (working / "old-experiment" / "keep.txt").exists()
     assert "removed" in capsys.readouterr().err
+
+
+# The end of NNI 3.0's dispatcher.log after its TPE met two trials that swapped parameter sets (harness/tuners.py).
+DEAD_TUNER_LOG = """[2026-12-06 03:03:18] INFO (nni.runtime.msg_dispatcher_base/MainThread) Dispatcher started
+[2026-12-06 03:04:00] ERROR (nni.runtime.msg_dispatcher_base/Thread-1 (command_queue_worker)) 0
+Traceback (most recent call last):
+  File "nni/algorithms/hpo/tpe_tuner.py", line 197, in receive_trial_result
+    params = self._running_params.pop(parameter_id)
+KeyError: 0
+[2026-12-06 03:04:00] INFO (nni.runtime.msg_dispatcher_base/MainThread) Dispatcher exiting...
+[2026-12-06 03:04:00] INFO (nni.runtime.msg_dispatcher_base/MainThread) Dispatcher terminiated
+"""
+
+
+class FrozenExperiment:
+    """NNI's REST answers for an experiment whose tuner died: RUNNING for ever, every trial ended."""
+
+    def status(self):
+        return {"status": "RUNNING"}
+
+    def trials(self):
+        return [{"trialJobId": "A", "status": "SUCCEEDED", "hyperParameters": []}]
+
+    def metrics(self):
+        return []
+
+
+def test_an_experiment_whose_tuner_died_ends_the_wait_with_the_tuner_s_error(tmp_path):
+    assert tuner_failure(DEAD_TUNER_LOG) == "KeyError: 0"
+    assert tuner_failure(DEAD_TUNER_LOG.split("[2026-12-06 03:04:00] INFO")[0]) is None  # still running
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    (log_dir / "dispatcher.log").write_text(DEAD_TUNER_LOG)
+    with pytest.raises(UserError, match=r"NNI's tuner stopped with KeyError: 0 \(.*dispatcher.log\): no further trial"):
+        wait(FrozenExperiment(), timeout=60, poll=0.01, echo=lambda line: None,
+             manager_log=log_dir / "nnimanager.log")

@@ -222,6 +222,7 @@ def test_nnictl_runs_a_kfold_multihead_trial(demo_dir, tmp_path):
         trial_args=["--data_dir", str(demo_dir), "--epochs", "1", "--folds", "2", "--img_size", "32",
                     "--num_workers", "0", "--dump_threshold", "0", "--tensorboard", "false"])
     config["searchSpaceFile"] = str(space)
+    config["trialConcurrency"] = 1  # one trial: a second request would find the one-value space exhausted
     (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     experiment_id = start(tmp_path / "config.yml", port)

@@ -70,6 +70,7 @@ def test_nnictl_runs_the_cpu_demo_experiment_to_the_end(demo_dir, tmp_path):
 
     assert len(trials) == 2
     assert [t["status"] for t in trials] == ["SUCCEEDED", "SUCCEEDED"]
+    received = []
     for trial in trials:
         mine = [m for m in metrics if m["trialJobId"] == trial["trialJobId"]]
         periodical = [json.loads(json.loads(m["data"])) for m in mine if m["type"] == "PERIODICAL"]
@@ -81,14 +82,20 @@ def test_nnictl_runs_the_cpu_demo_experiment_to_the_end(demo_dir, tmp_path):
 
         run = next((tmp_path / "experiments" / experiment_id).glob(f"*_{trial['trialJobId']}"))
         params = check_run_folder(run, demo_dir, epochs=EPOCHS)
-        tuned = json.loads(trial["hyperParameters"][0])["parameters"]
-        assert {k: params[k] for k in tuned} == pytest.approx(tuned)
+        tuned = params["nni_parameters"]
+        assert {k: params[k] for k in tuned} == pytest.approx(tuned), "NNI's values override the flags"
+        received.append((params["nni_parameter_set"], json.dumps(tuned, sort_keys=True)))
         assert params["experiment_id"] == experiment_id
         button = tmp_path / "experiments" / experiment_id / "trials" / trial["trialJobId"] / "output" / "tensorboard"
         assert list(button.glob("events.out.tfevents.*")), "the web UI's TensorBoard button finds the trial's logs"
         submissions = list(run.glob("submission*_soft.csv"))
         assert submissions, "dump threshold 0: the first epoch dumps"
         assert pd.read_csv(submissions[0]).shape[1] == 1 + params["num_classes"]
+    # The two trials ran side by side (config.demo.yml): NNI may have handed each the set it meant for the other,
+    # and its trial records then name the swapped ones. The trials ran exactly the sets NNI generated, each once.
+    meant = [json.loads(t["hyperParameters"][0]) for t in trials]
+    assert sorted(received) == sorted((m["parameter_id"], json.dumps(m["parameters"], sort_keys=True))
+                                      for m in meant)
 
 
 def test_nnictl_stop_then_resume_continues_the_trial_from_its_checkpoint(demo_dir, tmp_path):
@@ -107,6 +114,7 @@ def test_nnictl_stop_then_resume_continues_the_trial_from_its_checkpoint(demo_di
              "classification": {"_type": "choice", "_value": ["gender"]}}
     (tmp_path / "space.json").write_text(json.dumps(space))
     config["searchSpaceFile"] = str(tmp_path / "space.json")
+    config["trialConcurrency"] = 1  # one trial: a second request would find the one-value space exhausted
     config_path = tmp_path / "config.yml"
     config_path.write_text(yaml.safe_dump(config))
     port = free_port()

@@ -23,6 +23,35 @@ def test_only_int_ids_can_come_from_a_resumed_experiment(param_id, recovered, pr
     assert created_in_previous_experiment(param_id, recovered) is previous
 
 
+SWAP_SPACE = {"lr": {"_type": "loguniform", "_value": [1e-3, 5e-3]}, "model": {"_type": "choice",
+                                                                         "_value": ["resnet10t", "resnet18"]}}
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_tpe_survives_two_trials_that_swapped_their_parameter_sets(fixed):
+    """NNI 3.0's local service can give the set the manager assigned to trial A (id 0) to trial B, and B's (id 1)
+    to A. A ends first: its result comes with id 1, then NNI says the trial with id 0 ended. B's result, id 0,
+    then crashes NNI's own TPE (the dispatcher dies and the experiment hangs); the fixed one records both."""
+    from nni.algorithms.hpo.tpe_tuner import TpeTuner
+
+    from harness.tuners import TPE
+
+    tuner = (TPE if fixed else TpeTuner)(optimize_mode="maximize", seed=0)
+    tuner.update_search_space(SWAP_SPACE)
+    sets = [tuner.generate_parameters(parameter_id) for parameter_id in (0, 1)]
+    tuner.receive_trial_result(1, sets[1], 0.8)  # trial A, which really ran set 1
+    tuner.trial_end(0, True)  # NNI names the set it assigned to A
+    if not fixed:
+        with pytest.raises(KeyError):
+            tuner.receive_trial_result(0, sets[0], 0.6)
+        return
+    tuner.receive_trial_result(0, sets[0], 0.6)  # trial B, which really ran set 0
+    tuner.trial_end(1, True)
+    assert sorted(record.loss for record in tuner._history[("lr",)]) == [-0.8, -0.6]  # TPE minimises -score
+    assert tuner._running_params == {}
+    assert tuner.generate_parameters(2)["model"] in ("resnet10t", "resnet18")
+
+
 def run_experiment(config_name: str, tmp_path: Path, demo_dir: Path, class_args: dict, trials: int,
                    space: dict, trial_args: list[str]) -> tuple[list[dict], Path, str]:
     config = with_overrides(load_config(ROOT / config_name), ROOT, working_dir=tmp_path / "exp", max_trials=trials,

@@ -27,8 +27,8 @@ SOFT_NAME = re.compile(r"(submission|valid)(\d+)_([^_]+)_([^_]+?)(-pred\d+)?_sof
 # params.json keys that describe the run rather than choose how it trains: never shown as hyperparameters.
 BOOKKEEPING = frozenset({
     "classification", "data_dir", "output_dir", "cache_dir", "weights", "device", "resume", "experiment_id",
-    "trial_id", "parameter_id", "nni_parameters", "num_classes", "class_names", "data_layout", "argv", "heads",
-    "validation"})
+    "trial_id", "parameter_id", "nni_parameter_set", "nni_parameters", "num_classes", "class_names", "data_layout",
+    "argv", "heads", "validation"})
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""Optimizers and learning-rate schedules keyed by the names trial.py and the search space use."""
+"""Optimizers and learning-rate schedules keyed by the names trial.py and the search space use.
+
+The optimisers run torch's fused kernels (`fused=True`, `--fused_optimizer`): one pass over each parameter per
+step instead of a dozen elementwise ops per tensor. A step of resnet18's optimiser on a 2-core CPU measured Adam
+19-34 ms unfused against 4.3 fused, AdamW 37-41 against 4.4-5.1, SGD with Nesterov momentum 9-10 against 3-4.5;
+at 64 px and batch 16 that is a fifth of a training step (README "Speed"). The update is the same arithmetic."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -9,11 +14,16 @@ from torch.optim.lr_scheduler import LRScheduler
 from harness.errors import UserError
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adam": lambda params, lr, weight_decay, momentum: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay),
-    "adamw": lambda params, lr, weight_decay, momentum: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay),
-    "sgd": lambda params, lr, weight_decay, momentum: torch.optim.SGD(
-        params, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=momentum > 0),
+    "adam": lambda params, lr, weight_decay, momentum, fused: torch.optim.Adam(
+        params, lr=lr, weight_decay=weight_decay, fused=fused),
+    "adamw": lambda params, lr, weight_decay, momentum, fused: torch.optim.AdamW(
+        params, lr=lr, weight_decay=weight_decay, fused=fused),
+    "sgd": lambda params, lr, weight_decay, momentum, fused: torch.optim.SGD(
+        params, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=momentum > 0, fused=fused),
 }
+
+# torch has fused kernels for these devices' floating-point parameters.
+FUSED_DEVICES = ("cpu", "cuda")
 
 SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, int], LRScheduler]] = {
     # The original contest code's schedule: a tenth of the rate every 10 epochs.
@@ -24,10 +34,14 @@ SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, int], LRScheduler]] = {
 
 
 def create_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0,
-                     momentum: float = 0.9) -> torch.optim.Optimizer:
+                     momentum: float = 0.9, fused: bool = True) -> torch.optim.Optimizer:
+    """`fused` asks for torch's fused kernels; parameters on another device, or not floating point, get the
+    default implementation."""
     if name not in OPTIMIZERS:
         raise UserError(f"unknown optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name](params, lr, weight_decay, momentum)
+    params = list(params)
+    fused = fused and all(p.device.type in FUSED_DEVICES and p.is_floating_point() for p in params)
+    return OPTIMIZERS[name](params, lr, weight_decay, momentum, fused or None)
 
 
 def create_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int) -> LRScheduler:
