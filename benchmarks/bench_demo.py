@@ -50,9 +50,14 @@ def extract(commit: str, folder: Path) -> Path:
     return folder
 
 
-def staged_config(tree: Path, scratch: Path, name: str, space: Path | None, seed: int | None) -> Path:
-    """`tree`'s config.demo.yml, made to live in `scratch`: absolute code and search-space paths, and the TPE seed."""
+def staged_config(tree: Path, scratch: Path, name: str, space: Path | None, seed: int | None,
+                  serial: bool = False) -> Path:
+    """`tree`'s config.demo.yml, made to live in `scratch`: absolute code and search-space paths, and the TPE seed;
+    `serial`: one trial at a time on every core, as the demo ran before its trials went side by side."""
     config = yaml.safe_load((tree / "config.demo.yml").read_text())
+    if serial:
+        config["trialConcurrency"] = 1
+        config["trialCommand"] = config["trialCommand"].replace("--cpu_threads 1", "--cpu_threads 0")
     config["trialCodeDirectory"] = str(tree)
     config["searchSpaceFile"] = str(space or tree / config["searchSpaceFile"])
     if "codeDirectory" in config["tuner"]:  # a custom tuner (harness.tuners) is imported from its tree
@@ -101,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", default="c360ef8", help="the commit to compare with")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--shipped", action="store_true", help="also time the demo as shipped (unseeded), once")
-    parser.add_argument("--sides", default="baseline,current", help="which sides to run (comma-separated)")
+    parser.add_argument("--sides", default="baseline,current",
+                        help="which sides to run, comma-separated: baseline, current, current-serial (this checkout "
+                             "with one trial at a time on every core)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "demo.json")
     parser.add_argument("--keep", type=Path, help="work in this (new) folder and keep it: experiments, data, caches")
     args = parser.parse_args(argv)
@@ -116,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         generation_s = time.perf_counter() - start
         baseline = extract(args.baseline, scratch / "baseline")
         space = baseline / "search_space.demo.json"
-        trees = {"baseline": baseline, "current": ROOT}
-        configs = {name: staged_config(trees[name], scratch, name, space, SEED) for name in sides}
+        trees = {"baseline": baseline, "current": ROOT, "current-serial": ROOT}
+        configs = {name: staged_config(trees[name], scratch, name, space, SEED, serial=name == "current-serial")
+                   for name in sides}
         runs: dict[str, list[dict]] = {name: [] for name in sides}
         for round_ in range(args.rounds):
             for name in (sides if round_ % 2 == 0 else sides[::-1]):

@@ -13,13 +13,15 @@
 5. start-up: process start to the first optimiser step of a standalone trial against a timm-style reference
    (benchmarks/timm_style_first_step.py) on the same photos, peak RSS of both, and the trial's import profile;
 6. allocator: training steps per second and peak RSS with --keep_freed_memory true and false;
-7. accuracy: the same seeded demo trial with --amp off and --amp bf16, validation scores side by side;
+7. accuracy: the same seeded demo trial with --amp off and --amp bf16, validation scores side by side, for
+   several seeds (the spread between seeds is the yardstick);
 8. trial epochs: whole standalone trials (trial.py, 2 epochs, the second one timed from metrics.jsonl) of
    --epoch_models at 224 px, as the harness ran before this work (fp32, NCHW, torch's default optimiser
    implementation), in fp32 with fused optimisers, and with --amp auto (bf16 + channels_last on a CPU with bf16
-   units), taking turns.
+   units), taking turns;
+9. optimizer: training steps of the demo's models with torch's fused Adam against its default implementation.
 
---sections picks among cache, overhead, precision, startup, allocator, accuracy, epochs (default: all).
+--sections picks among cache, overhead, precision, optimizer, startup, allocator, accuracy, epochs (default: all).
 
 Without --data_dir it generates photo-sized (384x512) JPEGs in the mask contest's layout. Prints a markdown table
 (the README's figures come from it) and writes every number to --out."""
@@ -208,14 +210,32 @@ def precision_table(models: list[str], device: torch.device, img_size: int, batc
     return rows
 
 
+def optimizer_table(models: list[str], device: torch.device, img_size: int, batch_size: int, steps: int,
+                    amp_dtype: torch.dtype | None, nhwc: bool, rounds: int) -> list[dict]:
+    """Training images per second with torch's fused Adam against its default implementation (--fused_optimizer),
+    taking turns; medians, and the median of the per-round ratios."""
+    rows = []
+    for name in models:
+        rates: dict[bool, list[float]] = {True: [], False: []}
+        for round_ in range(rounds):
+            for fused in ((True, False) if round_ % 2 == 0 else (False, True)):
+                rates[fused].append(_training_rate(name, device, img_size, batch_size, steps, amp_dtype, nhwc,
+                                                   fused=fused))
+        rows.append({"model": name, "img_size": img_size, "batch_size": batch_size,
+                     "fused": statistics.median(rates[True]), "default": statistics.median(rates[False]),
+                     "speedup": statistics.median(f / d for f, d in zip(rates[True], rates[False])),
+                     "rounds": rates})
+    return rows
+
+
 def _training_rate(name: str, device: torch.device, img_size: int, batch_size: int, steps: int,
-                   dtype: torch.dtype | None, nhwc: bool) -> float:
+                   dtype: torch.dtype | None, nhwc: bool, fused: bool = True) -> float:
     precision = Precision(device, dtype, nhwc)
     torch.manual_seed(0)
     model = create_model(name, {"multi": 18}, pretrained=False)
     set_fast_swish(model, True)
     model = model.to(device, memory_format=torch.channels_last if nhwc else torch.preserve_format)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    optimizer = create_optimizer("adam", model.parameters(), lr=1e-4, fused=fused)
     images = torch.randint(0, 256, (batch_size, img_size, img_size, 3), dtype=torch.uint8)
     batches = [(images, torch.randint(0, 18, (batch_size, 1)))] * steps
     normalize = Normalizer((0.5,) * 3, (0.25,) * 3, device, nhwc)
@@ -343,17 +363,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overhead_batches", type=int, default=6, help="training steps of one overhead run")
     parser.add_argument("--repeats", type=int, default=4, help="overhead runs per side, taking turns")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "speed.json")
-    parser.add_argument("--sections", default="cache,overhead,precision,startup,allocator,accuracy,epochs",
+    parser.add_argument("--sections", default="cache,overhead,precision,optimizer,startup,allocator,accuracy,epochs",
                         help="comma-separated: cache (loader and epoch with/without it), overhead (against a bare "
                              "loop), precision (fp32 against bf16/fp16 and channels_last, CPU too), startup (to the "
                              "first step, against timm's), allocator (--keep_freed_memory's speed and memory), "
                              "accuracy (fp32 against bf16 on the demo data), epochs (whole trial epochs: before "
-                             "this work, fp32, --amp auto)")
+                             "this work, fp32, --amp auto), optimizer (fused Adam against torch's default)")
     parser.add_argument("--precision_models", default="resnet10t@64,resnet18@64,ecaresnet50t@224,efficientnet_b4@224",
                         help="model@img_size rows of the precision table")
     parser.add_argument("--precision_rounds", type=int, default=2)
     parser.add_argument("--startup_rounds", type=int, default=3)
-    parser.add_argument("--accuracy_epochs", type=int, default=3)
+    parser.add_argument("--accuracy_epochs", type=int, default=6)
+    parser.add_argument("--accuracy_seeds", default="1,2,3,4")
     parser.add_argument("--epoch_models", default="resnet18,ecaresnet50t",
                         help="models of the trial-epoch comparison (224 px)")
     parser.add_argument("--epoch_rounds", type=int, default=2)
@@ -393,6 +414,10 @@ def main(argv: list[str] | None = None) -> int:
                 steps = 20 if device.type == "cuda" else (20 if int(size) < 128 else 5)
                 results["precision"] += precision_table([name], device, int(size), batch, steps=steps,
                                                         amp_dtype=dtype, rounds=args.precision_rounds)
+        if "optimizer" in sections:
+            auto = resolve_precision(device, "auto", "auto")
+            results["optimizer"] = {"precision": auto.reason, "rows": optimizer_table(
+                ["resnet10t", "resnet18"], device, 64, 16, 30, auto.amp_dtype, auto.channels_last, rounds=6)}
         if "startup" in sections:
             results["startup"] = startup(data_dir, train_set, labels, Path(scratch), "resnet18", 32,
                                          args.batch_size, 1, args.startup_rounds)
@@ -400,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
             results["allocator"] = allocator(data_dir, Path(scratch), model, args.img_size, args.batch_size, 1,
                                              args.allocator_steps, args.allocator_rounds)
         if "accuracy" in sections:
-            results["accuracy"] = accuracy(Path(scratch), args.accuracy_epochs)
+            results["accuracy"] = accuracy(Path(scratch), args.accuracy_epochs,
+                                           [int(seed) for seed in args.accuracy_seeds.split(",")])
         if "epochs" in sections:
             results["epochs"] = trial_epochs(Path(scratch), args.epoch_models.split(","), args.epoch_rounds)
     write_json(results, args.out)
@@ -436,6 +462,12 @@ def report(r: dict) -> str:
                   f"{row['amp+channels_last']:.1f} | {row.get('fp32+channels_last_speedup', float('nan')):.2f}x | "
                   f"{row['amp_speedup']:.2f}x | {row['amp+channels_last_speedup']:.2f}x |" for row in r["precision"]]
         lines.append("(training images per second, medians of the rounds)")
+    if "optimizer" in r:
+        lines += ["", "| model | px | batch | fused Adam img/s | default Adam img/s | speed-up |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {row['model']} | {row['img_size']} | {row['batch_size']} | {row['fused']:.0f} | "
+                  f"{row['default']:.0f} | {row['speedup']:.2f}x |" for row in r["optimizer"]["rows"]]
+        lines.append(f"(training steps, {r['optimizer']['precision']}; medians of 6 rounds taking turns)")
     if "startup" in r:
         up = r["startup"]
         imports = ", ".join(f"{name} {seconds:.2f}" for name, seconds in up["imports_s"].items())
@@ -461,11 +493,17 @@ def report(r: dict) -> str:
         lines.append(f"(one trial epoch, train + validation, {r['epochs']['train_images']} training and "
                      f"{r['epochs']['val_images']} validation images; medians of {r['epochs']['rounds']} rounds)")
     if "accuracy" in r:
-        lines += ["", "| precision | " + " | ".join(r["accuracy"]["metrics"]) + " | whole trial, s |",
-                  "|---|" + "---:|" * (len(r["accuracy"]["metrics"]) + 1)]
-        for amp, row in r["accuracy"]["runs"].items():
-            lines.append(f"| {amp} | " + " | ".join(f"{row[m]:.4f}" for m in r["accuracy"]["metrics"]) +
-                         f" | {row['seconds']:.0f} |")
+        acc = r["accuracy"]
+        lines += ["", "| seed | precision | " + " | ".join(acc["metrics"]) + " | whole trial, s |",
+                  "|---|---|" + "---:|" * (len(acc["metrics"]) + 1)]
+        for seed, pair in acc["runs"].items():
+            for amp, row in pair.items():
+                lines.append(f"| {seed} | {amp} | " + " | ".join(f"{row[m]:.4f}" for m in acc["metrics"]) +
+                             f" | {row['seconds']:.0f} |")
+        differences = {m: ", ".join(f"{d:+.4f}" for d in acc["bf16_minus_fp32"][m]) for m in ("val_acc", "val_f1")}
+        lines.append(f"bf16 - fp32 per seed: val_acc {differences['val_acc']}; val_f1 {differences['val_f1']}. "
+                     f"fp32 across seeds spans val_acc {acc['fp32_seed_spread']['val_acc']:.4f}, val_f1 "
+                     f"{acc['fp32_seed_spread']['val_f1']:.4f}")
     return "\n".join(lines)
 
 
@@ -506,24 +544,37 @@ def trial_epochs(scratch: Path, models: list[str], rounds: int, img_size: int = 
     return {"rounds": rounds, "train_images": len(train_set.paths) - val, "val_images": val, "rows": rows}
 
 
-def accuracy(scratch: Path, epochs: int) -> dict:
-    """The same seeded trial on the demo data (resnet10t, 64 px, the multi task) with --amp off and --amp bf16:
-    the last epoch's validation scores side by side."""
+def accuracy(scratch: Path, epochs: int, seeds: list[int]) -> dict:
+    """The same seeded trial on the demo data (resnet10t, 64 px, the 18-class task, 6 epochs as the demo trains)
+    with --amp off and --amp bf16, for each seed: the last epoch's validation scores side by side. A seed fixes the
+    initial weights, the batches, the augmentations and the validation people, so the two runs of a seed differ
+    only in their arithmetic; the spread between seeds says how large a difference the noise alone makes."""
     data = generate(scratch / "demo", people=120, eval_images=20, seed=0)
-    runs = {}
-    for amp in ("off", "bf16"):
-        output = scratch / f"accuracy-{amp}"
-        start = time.perf_counter()
-        done = subprocess.run([sys.executable, str(ROOT / "trial.py"), "--data_dir", str(data), "--output_dir",
-                               str(output), "--model", "resnet10t", "--img_size", "64", "--batch_size", "32",
-                               "--epochs", str(epochs), "--pretrained", "false", "--num_workers", "1", "--seed", "3",
-                               "--lr", "0.003", "--amp", amp, "--cache_dir", str(scratch / "cache")],
-                              capture_output=True, text=True, cwd=ROOT, timeout=3600)
-        if done.returncode:
-            raise RuntimeError(done.stderr[-2000:])
-        metrics = next(output.glob("standalone/*/metrics.jsonl")).read_text().splitlines()
-        runs[amp] = {**json.loads(metrics[-1]), "seconds": time.perf_counter() - start}
-    return {"epochs": epochs, "metrics": ["train_loss", "val_loss", "val_acc", "val_f1"], "runs": runs}
+    runs: dict[str, dict[str, dict]] = {}
+    for seed in seeds:
+        runs[str(seed)] = {}
+        for amp in ("off", "bf16"):
+            output = scratch / f"accuracy-{amp}-{seed}"
+            start = time.perf_counter()
+            done = subprocess.run([sys.executable, str(ROOT / "trial.py"), "--data_dir", str(data), "--output_dir",
+                                   str(output), "--model", "resnet10t", "--img_size", "64", "--batch_size", "32",
+                                   "--epochs", str(epochs), "--pretrained", "false", "--num_workers", "1",
+                                   "--seed", str(seed), "--lr", "0.003", "--scheduler", "cosine", "--amp", amp,
+                                   "--checkpoint", "none", "--tensorboard", "false",
+                                   "--cache_dir", str(scratch / "cache")],
+                                  capture_output=True, text=True, cwd=ROOT, timeout=3600)
+            if done.returncode:
+                raise RuntimeError(done.stderr[-2000:])
+            metrics = next(output.glob("standalone/*/metrics.jsonl")).read_text().splitlines()
+            runs[str(seed)][amp] = {**json.loads(metrics[-1]), "seconds": time.perf_counter() - start}
+    summary = {amp: {metric: statistics.mean(run[amp][metric] for run in runs.values())
+                     for metric in ("val_acc", "val_f1")} for amp in ("off", "bf16")}
+    differences = {metric: [run["bf16"][metric] - run["off"][metric] for run in runs.values()]
+                   for metric in ("val_acc", "val_f1")}
+    return {"epochs": epochs, "seeds": seeds, "metrics": ["train_loss", "val_loss", "val_acc", "val_f1"],
+            "runs": runs, "mean": summary, "bf16_minus_fp32": differences,
+            "fp32_seed_spread": {metric: max(r["off"][metric] for r in runs.values()) -
+                                 min(r["off"][metric] for r in runs.values()) for metric in ("val_acc", "val_f1")}}
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# Set before any test module is collected: huggingface_hub reads HF_HUB_OFFLINE once, when timm first imports it
+# (collection does), and online it retries a missing network for most of a minute before giving up.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -177,6 +177,15 @@ def test_huge_learning_rate_ends_in_one_line(demo_dir, tmp_path):
     assert "the training loss became" in done.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize("key, tag", [("train_loss", "train/loss"), ("val_f1_mask", "val/f1_mask"), ("lr", "lr"),
+                                      ("train_images_per_s", "train/images_per_s"), ("seconds", "seconds"),
+                                      ("raw_val_acc", "val/raw_acc"), ("raw_val_f1_age", "val/raw_f1_age")])
+def test_tensorboard_groups_every_score_by_stage(key, tag):
+    from harness.outputs.sinks import scalar_tag
+
+    assert scalar_tag(key) == tag
+
+
 def check_tensorboard(log_dir: Path, metrics: Path) -> None:
     """The event files hold every number of metrics.jsonl, per epoch, under TensorBoard tags."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

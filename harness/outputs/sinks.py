@@ -112,7 +112,10 @@ def link_for_tensorboard_button(log_dir: Path) -> Path | None:
 
 
 def scalar_tag(key: str) -> str:
-    """metrics.jsonl key -> TensorBoard tag, grouped by stage: train_loss -> train/loss, val_f1_mask -> val/f1_mask."""
+    """metrics.jsonl key -> TensorBoard tag, grouped by stage: train_loss -> train/loss, val_f1_mask -> val/f1_mask;
+    with --ema_decay the trained weights' own scores go beside the average's: raw_val_acc -> val/raw_acc."""
+    if key.startswith("raw_val_"):
+        return f"val/raw_{key.removeprefix('raw_val_')}"
     stage, _, rest = key.partition("_")
     return f"{stage}/{rest}" if stage in ("train", "val") and rest else key
 

@@ -106,8 +106,10 @@ def _short(value: Any, width: int = 20) -> str:  # the search space's model name
 
 def hyperparameters(runs: Sequence[Run], keys: Sequence[str], metric: str) -> Picture | None:
     """One panel per hyperparameter (at most MAX_PARAMETERS): each trial's best score against its value, coloured
-    by task. Numbers spanning 20x or more (learning rates) get a log axis; other values are categories."""
+    by task. Numbers spanning 20x or more (learning rates) get a log axis, a few whole numbers (batch sizes) a tick
+    each, other numbers three short ticks; other values are categories."""
     import matplotlib
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     scored = [run for run in runs if score(run, metric) is not None]
     keys = list(keys)[:MAX_PARAMETERS]
@@ -128,6 +130,11 @@ def hyperparameters(runs: Sequence[Run], keys: Sequence[str], metric: str) -> Pi
                 positive = [x for x in xs if x > 0]
                 if len(positive) == len(xs) and max(xs) / min(xs) >= 20:
                     axes.set_xscale("log")
+                elif len(set(xs)) <= 6 and all(x.is_integer() for x in xs):  # batch sizes, epochs: the values
+                    axes.set_xticks(sorted(set(xs)), [f"{x:g}" for x in sorted(set(xs))])
+                else:  # a linear span of rates: few short ticks (the default crowds 0.0010 ... 0.0035 together)
+                    axes.xaxis.set_major_locator(MaxNLocator(nbins=3))
+                    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
             else:
                 categories = sorted({str(v) for v in values})
                 xs = [categories.index(str(v)) + _jitter(key, i) for i, v in enumerate(values)]

@@ -1,9 +1,11 @@
 """Optimizers and learning-rate schedules keyed by the names trial.py and the search space use.
 
 The optimisers run torch's fused kernels (`fused=True`, `--fused_optimizer`): one pass over each parameter per
-step instead of a dozen elementwise ops per tensor. A step of resnet18's optimiser on a 2-core CPU measured Adam
-19-34 ms unfused against 4.3 fused, AdamW 37-41 against 4.4-5.1, SGD with Nesterov momentum 9-10 against 3-4.5;
-at 64 px and batch 16 that is a fifth of a training step (README "Speed"). The update is the same arithmetic."""
+step instead of several elementwise ops per tensor, the same arithmetic. On a 2-core CPU the optimiser step of
+resnet18 alone took 4.3 ms fused against 19-34 ms for Adam's default implementation (AdamW 4.4-5.1 against 37-41,
+SGD with Nesterov momentum 3-4.5 against 9-10; one-off timings); whole training steps of the demo's models at 64 px,
+batch 16, went 1.05x (resnet10t) and 1.09x (resnet18) faster (`benchmarks/bench_trial_speed.py --sections
+optimizer`; README "Speed"). At 224 px the step is dominated by the model and the gain is within noise."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable

@@ -83,10 +83,10 @@ def resolve_precision(device: torch.device, amp: str, channels_last: str, cpu_bf
 def set_cpu_threads(threads: int) -> int:
     """torch's intra-op threads for CPU arithmetic (0 leaves torch's default, one per core); returns the count.
 
-    Two trials side by side on a 2-core CPU, one thread each, finished the demo in 0.72x the time of one trial at a
-    time on both cores (README "Speed"): at 64 px a convolution is too small to split across cores efficiently,
-    and a second trial also trains while the first starts up. Set before the loader workers fork (they keep one
-    thread each, as torch makes them)."""
+    Two trials side by side on a 2-core CPU, one thread each, finished the demo in 0.64x and 0.81x the time of one
+    trial at a time on both cores (two rounds; README "Speed"): at 64 px a convolution is too small to split across
+    cores efficiently, and one trial trains while the other starts up. Set before the loader workers fork (they
+    keep one thread each, as torch makes them)."""
     if threads > 0:
         torch.set_num_threads(threads)
     return torch.get_num_threads()
