@@ -22,7 +22,7 @@ from harness.data.layouts import EvalSet, TrainSet, load_eval, load_train
 from harness.data.loaders import Loaders, LoaderSettings, build_loaders
 from harness.data.split import assign_folds, fold_indices, split_indices
 from harness.data.transforms import Normalizer
-from harness.errors import UserError, run_cli, without_teardown
+from harness.errors import EndBySignal, UserError, run_cli, without_teardown
 from harness.nni_runtime import next_parameters, parameter_set_id, sequence_id, trial_identity, under_nni
 from harness.outputs import kfold
 from harness.outputs.progress import EpochProgress
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_trial(argv, received, params, stop)
     except Stopped as stopped:  # while loading the data or building the model: nothing was written yet
         log.info("stopped by %s before the run folder was made: nothing was written", stopped)
-        return 128 + stopped.signum
+        raise EndBySignal(stopped.signum) from None
 
 
 def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, stop: StopSignal) -> int:
@@ -192,7 +192,7 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
             else:
                 record_stop(run.path, str(stopped), run.records, LAST if params.checkpoint == "last" else None)
                 log.info("stopped by %s after epoch %d", stopped, len(run.records))
-        return 128 + stopped.signum
+        raise EndBySignal(stopped.signum) from None
     except UserError:
         # A failure on the input found while loading (a corrupt image, a full disk) leaves no half-made run folder.
         if not resumed and run.discard_if_unused():

@@ -31,7 +31,9 @@ from harness.experiment import NniRest, free_port, load_config, start, stop, wit
 EPOCHS = 6  # a TPE or random trial's length; Hyperband's budgets run from 1 to R = 6 epochs (eta 3: 1, 2, 6)
 TRIAL_FLAGS = ["--epochs", str(EPOCHS), "--img_size", "64", "--pretrained", "false", "--num_workers", "1",
                "--scheduler", "cosine", "--classification", "multi", "--dump_threshold", "0.5",
-               "--metric", "val_f1", "--checkpoint", "none"]
+               "--metric", "val_f1", "--checkpoint", "none",
+               # three experiments' trials share the cores: one thread each instead of one per core each
+               "--cpu_threads", "1"]
 
 
 def tuner_config(name: str) -> dict:
@@ -80,10 +82,30 @@ def start_tuner(name: str, data: Path, work: Path, minutes: float) -> dict:
     return {"tuner": name, "port": port, "experiment": start(path, port), "folder": None, "curve": []}
 
 
+def trial_records(folder: Path, statuses: dict[str, str]) -> list[dict]:
+    """What each trial drew and reached: its model, the epochs it trained (Hyperband's budget or a Medianstop stop
+    shows here), its best validation macro-F1 and NNI's last status for it."""
+    records = []
+    for params_file in sorted(folder.glob("*/params.json")):
+        params = json.loads(params_file.read_text())
+        scores = []
+        for line in (params_file.parent / "metrics.jsonl").read_text().splitlines():
+            try:
+                scores.append(json.loads(line).get("val_f1"))
+            except ValueError:
+                continue  # the line a stopped trial was writing
+        scores = [s for s in scores if s is not None]
+        records.append({"trial": params.get("trial_id"), "status": statuses.get(params.get("trial_id"), "?"),
+                        "parameters": params.get("nni_parameters", {}), "epochs": len(scores),
+                        "best_val_f1": max(scores, default=None)})
+    return records
+
+
 def finish_tuner(run: dict, work: Path, minutes: float) -> dict:
     folder = work / run["tuner"] / run["experiment"]
     best, epochs = best_so_far(folder)
     run["curve"].append((minutes * 60, best, epochs))
+    records = trial_records(folder, run["statuses"])
     runs = sorted(p.parent for p in folder.glob("*/params.json"))
     ensemble = None
     try:
@@ -92,8 +114,11 @@ def finish_tuner(run: dict, work: Path, minutes: float) -> dict:
         ensemble = select(runs, "val_f1")[0].score
     except Exception as error:  # noqa: BLE001 - no dumped member in the budget: the table says so
         print(f"{run['tuner']}: no ensemble ({error})", file=sys.stderr)
-    return {"tuner": run["tuner"], "experiment": run["experiment"], "trials": run["trials"], "epochs": epochs,
-            "best_val_f1": best, "ensemble_val_f1": ensemble, "curve": run["curve"]}
+    return {"tuner": run["tuner"], "experiment": run["experiment"], "trials": len(run["statuses"]), "epochs": epochs,
+            # Read before the benchmark's own stop: a cancelled trial is one the assessor stopped (NNI 3.0's local
+            # service shows those USER_CANCELED, README "Stopping").
+            "early_stopped": sum(r["status"] in ("EARLY_STOPPED", "USER_CANCELED") for r in records),
+            "best_val_f1": best, "ensemble_val_f1": ensemble, "curve": run["curve"], "trial_records": records}
 
 
 def run_side_by_side(names: list[str], data: Path, work: Path, minutes: float, poll: float) -> list[dict]:
@@ -108,8 +133,8 @@ def run_side_by_side(names: list[str], data: Path, work: Path, minutes: float, p
             for run in runs:
                 run["curve"].append((elapsed, *best_so_far(work / run["tuner"] / run["experiment"])))
             time.sleep(poll)
-        for run in runs:
-            run["trials"] = len(NniRest(run["port"]).trials())
+        for run in runs:  # before the stop: a trial the stop interrupts would read as USER_CANCELED
+            run["statuses"] = {t["trialJobId"]: t["status"] for t in NniRest(run["port"]).trials()}
     finally:
         for run in runs:
             stop(run["experiment"])
@@ -158,11 +183,20 @@ def main() -> None:
                args.out / "search.json")
     plot(results, args.out / "search.png")
     print(f"\n{args.minutes:g} minutes, the tuners side by side, one trial each at a time\n")
-    print("| tuner | trials started | epochs trained | best val macro-F1 | ensemble --select val macro-F1 |")
-    print("|---|---:|---:|---:|---:|")
+    print("| tuner | trials started | stopped early | epochs trained | best val macro-F1 | "
+          "ensemble --select val macro-F1 |")
+    print("|---|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['tuner']} | {r['trials']} | {r['epochs']} | {fmt(r['best_val_f1'])} | "
+        print(f"| {r['tuner']} | {r['trials']} | {r['early_stopped']} | {r['epochs']} | {fmt(r['best_val_f1'])} | "
               f"{fmt(r['ensemble_val_f1'])} |")
+    for r in results:  # which models the budget went to: what explains most of a table like this one
+        by_model: dict[str, list] = {}
+        for record in r["trial_records"]:
+            by_model.setdefault(record["parameters"].get("model", "?"), []).append(record)
+        print(f"{r['tuner']}: " + "; ".join(
+            f"{model} {len(rs)} trials, {sum(x['epochs'] for x in rs)} epochs, best "
+            f"{fmt(max((x['best_val_f1'] for x in rs if x['best_val_f1'] is not None), default=None))}"
+            for model, rs in sorted(by_model.items())))
     print(f"\ncurve: {args.out / 'search.png'}")
 
 

@@ -1,9 +1,11 @@
-"""The one exception type a user can cause: it ends the program with a single clear line, no traceback."""
+"""The one exception type a user can cause: it ends the program with a single clear line, no traceback. And how
+the command-line programs end: by a status, or by the signal that stopped them."""
 from __future__ import annotations
 
 import atexit
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -29,6 +31,29 @@ def exit_with(error: Exception, prog: str) -> NoReturn:
     raise SystemExit(2)
 
 
+class EndBySignal(SystemExit):
+    """A program that a signal stopped ends by that signal, once it has finished what it was writing.
+
+    Its parent can then tell a stop from a failure (WIFSIGNALED), and NNI 3.0 does exactly that: its trial keeper
+    gets no exit code from a process a signal ended, and the trial becomes EARLY_STOPPED (the assessor's stop) or
+    USER_CANCELED (`nnictl stop`, maxTrialDuration); any exit status but 0 makes it FAILED
+    (nni_node/training_service/v3/compat.js, onTrialEnd). A shell still reports 128 + the signal's number, as it does
+    for Python's own death by an uncaught KeyboardInterrupt. Outside without_teardown it is an ordinary SystemExit
+    with that status."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+def end_by_signal(signum: int) -> NoReturn:
+    """End this process by `signum` with the signal's default action (termination, no core for SIGINT/SIGTERM)."""
+    signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+    os.kill(os.getpid(), signum)
+    os._exit(128 + signum)  # not reached: a default-action signal sent to itself ends the process before kill returns
+
+
 def run_cli(main: Callable[[], int | None], prog: str,
             also: tuple[type[Exception], ...] = ()) -> NoReturn:
     """Run a command-line entry point; a UserError (or one of `also`, the user-facing errors of packages that do
@@ -39,7 +64,7 @@ def run_cli(main: Callable[[], int | None], prog: str,
         exit_with(error, prog)
     except KeyboardInterrupt:  # Ctrl-C: the user knows why; a traceback would only hide the line that matters
         print(f"{prog}: interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise EndBySignal(signal.SIGINT) from None  # so that a shell loop running it stops too, as for Python's own
     raise SystemExit(code or 0)
 
 
@@ -51,13 +76,15 @@ def without_teardown(entry: Callable[[], object]) -> NoReturn:
     started the next. Nothing in that teardown writes a file: the trial's outputs are written whole and renamed
     before this point, its loader workers have stopped, and what else an orderly exit does is done here, in
     Python's own order: non-daemon threads joined, atexit functions run (multiprocessing's clean-up among them),
-    logging and the standard streams flushed. An exception other than SystemExit takes the ordinary way out, with
-    its traceback."""
+    logging and the standard streams flushed. An EndBySignal then ends the process by its signal. An exception other
+    than SystemExit takes the ordinary way out, with its traceback."""
+    signum = None
     try:
         entry()
         code: object = 0
     except SystemExit as done:
         code = done.code
+        signum = done.signum if isinstance(done, EndBySignal) else None
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:
             thread.join()
@@ -71,4 +98,6 @@ def without_teardown(entry: Callable[[], object]) -> NoReturn:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
             pass
+    if signum is not None:
+        end_by_signal(signum)
     os._exit(code or 0)

@@ -199,16 +199,26 @@ def final_default(trial: dict[str, Any]) -> float | None:
 
 CANCELLED = {"USER_CANCELED", "SYS_CANCELED"}
 _CANCEL_LINE = re.compile(r"Trial job (\S+) has been canceled because (.+?)\.?$")
+# The assessor's stop: the manager logs the id as the JSON string the dispatcher sent ('cancelTrialJob: "AWguh"');
+# the web UI's is 'User cancelTrialJob: AWguh', an experiment's stop logs the id bare.
+_ASSESSOR_LINE = re.compile(r"\(NNIManager\) cancelTrialJob: \"(\S+)\"$")
+_USER_LINE = re.compile(r"User cancelTrialJob: (\S+)$")
+ASSESSOR_STOP = "stopped by the assessor"
 
 
 def cancel_reasons(manager_log: str) -> dict[str, str]:
-    """trial id -> why NNI cancelled it, from nnimanager.log ('... has been canceled because it is over max trial
-    duration.'); NNI's REST API does not say."""
+    """trial id -> why NNI cancelled it, from nnimanager.log; NNI's REST API does not say. NNI 3.0's local service
+    shows a trial its assessor stopped as USER_CANCELED, never EARLY_STOPPED: it records the early stop only after
+    the trial's end has set its status (nni_node/training_service/v3/compat.js, cancelTrialJob)."""
     reasons = {}
     for line in manager_log.splitlines():
-        found = _CANCEL_LINE.search(line.strip())
-        if found:
+        line = line.strip()
+        if found := _CANCEL_LINE.search(line):
             reasons[found.group(1)] = found.group(2).removeprefix("it is ")
+        elif found := _ASSESSOR_LINE.search(line):
+            reasons[found.group(1)] = ASSESSOR_STOP
+        elif found := _USER_LINE.search(line):
+            reasons[found.group(1)] = "cancelled from the web UI"
     return reasons
 
 

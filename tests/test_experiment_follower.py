@@ -47,9 +47,13 @@ def test_no_metric_sent_to_nni_shadows_a_search_space_key():
 
 def test_a_cancelled_trial_is_described_with_nni_s_reason():
     log = ("[2026-12-02 10:00:00] INFO (NNIManager) Trial job XPId4 has been canceled because it is over max "
-           "trial duration.\n[2026-12-02 10:00:01] INFO (NNIManager) something else\n")
+           "trial duration.\n[2026-12-02 10:00:01] INFO (NNIManager) something else\n"
+           '[2026-12-06 06:03:26] INFO (NNIManager) cancelTrialJob: "AWguh"\n'  # the assessor's, as NNI 3.0 logs it
+           "[2026-12-06 06:04:00] INFO (NNIManager) User cancelTrialJob: Qx0Zt\n"
+           "[2026-12-06 06:05:00] INFO (NNIManager) cancelTrialJob: Bm3Ka\n")  # nnictl stop: no reason to give
     reasons = cancel_reasons(log)
-    assert reasons == {"XPId4": "over max trial duration"}
+    assert reasons == {"XPId4": "over max trial duration", "AWguh": "stopped by the assessor",
+                       "Qx0Zt": "cancelled from the web UI"}
     trial = {"trialJobId": "XPId4", "status": "USER_CANCELED",
              "hyperParameters": [json.dumps({"parameters": {"model": "resnet10t"}})]}
     assert describe(trial, reasons["XPId4"]) == "trial XPId4 USER_CANCELED (over max trial duration): model=resnet10t"

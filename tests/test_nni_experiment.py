@@ -8,11 +8,41 @@ import pandas as pd
 import pytest
 import yaml
 
-from harness.experiment import NniRest, free_port, load_config, nnictl, nnictl_env, start, stop, wait, with_overrides
-from trial_checks import check_run_folder
+from harness.experiment import (
+    ASSESSOR_STOP,
+    NniRest,
+    cancel_reasons,
+    free_port,
+    load_config,
+    nnictl,
+    nnictl_env,
+    start,
+    stop,
+    wait,
+    with_overrides,
+)
+from trial_checks import check_run_folder, run_to_end
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 2
+# One small model and task: a trial that must still be training when a stop reaches it (nnictl stop takes 3 s or
+# more, the assessor a second or two) trains 40 epochs of 0.3 s (bf16 on a CPU with bf16 units) to 1 s (fp32, AVX2).
+ONE_TRIAL_SPACE = {"model": {"_type": "choice", "_value": ["resnet10t"]},
+                   "batch_size": {"_type": "choice", "_value": [32]},
+                   "criterion": {"_type": "choice", "_value": ["cross_entropy"]},
+                   "classification": {"_type": "choice", "_value": ["gender"]}}
+LONG_EPOCHS = 40
+
+
+def one_long_trial(demo_dir: Path, tmp_path: Path, checkpoint: str) -> dict:
+    config = with_overrides(
+        load_config(ROOT / "config.demo.yml"), ROOT, working_dir=tmp_path / "experiments", max_trials=1,
+        trial_args=["--data_dir", str(demo_dir), "--epochs", str(LONG_EPOCHS), "--img_size", "32",
+                    "--num_workers", "0", "--checkpoint", checkpoint])
+    (tmp_path / "space.json").write_text(json.dumps(ONE_TRIAL_SPACE))
+    config["searchSpaceFile"] = str(tmp_path / "space.json")
+    config["trialConcurrency"] = 1  # one trial: a second request would find the one-value space exhausted
+    return config
 
 
 def test_with_overrides_makes_paths_absolute_and_appends_trial_flags(tmp_path):
@@ -57,16 +87,8 @@ def test_nnictl_runs_the_cpu_demo_experiment_to_the_end(demo_dir, tmp_path):
         load_config(ROOT / "config.demo.yml"), ROOT, working_dir=tmp_path / "experiments", max_trials=2,
         trial_args=["--data_dir", str(demo_dir), "--epochs", str(EPOCHS), "--img_size", "32", "--num_workers", "0",
                     "--dump_threshold", "0"])
-    config_path = tmp_path / "config.yml"
-    config_path.write_text(yaml.safe_dump(config))
-    port = free_port()
-    experiment_id = start(config_path, port)
-    try:
-        rest = NniRest(port)
-        assert wait(rest, timeout=900, echo=lambda line: None) == "DONE"
-        trials, metrics = rest.trials(), rest.metrics()
-    finally:
-        stop(experiment_id)
+    experiment_id, status, trials, metrics = run_to_end(config, tmp_path)
+    assert status == "DONE"
 
     assert len(trials) == 2
     assert [t["status"] for t in trials] == ["SUCCEEDED", "SUCCEEDED"]
@@ -101,20 +123,8 @@ def test_nnictl_runs_the_cpu_demo_experiment_to_the_end(demo_dir, tmp_path):
 def test_nnictl_stop_then_resume_continues_the_trial_from_its_checkpoint(demo_dir, tmp_path):
     """NNI 3.0's local service stops a trial with SIGINT (SIGKILL 5 s later): the trial records the stop and keeps
     last.pt; `nnictl resume` runs it again under the same trial id, so it continues after its last epoch."""
-    # nnictl stop takes 3 s or more to reach the trial, which must still be training then: 40 epochs of 0.3 s (bf16
-    # on a CPU with bf16 units) to 1 s (fp32 on AVX2) leave it 10 s or more.
-    epochs = 40
-    config = with_overrides(
-        load_config(ROOT / "config.demo.yml"), ROOT, working_dir=tmp_path / "experiments", max_trials=1,
-        trial_args=["--data_dir", str(demo_dir), "--epochs", str(epochs), "--img_size", "32", "--num_workers", "0",
-                    "--checkpoint", "last"])
-    space = {"model": {"_type": "choice", "_value": ["resnet10t"]},  # one small model: about 1 s an epoch
-             "batch_size": {"_type": "choice", "_value": [32]},
-             "criterion": {"_type": "choice", "_value": ["cross_entropy"]},
-             "classification": {"_type": "choice", "_value": ["gender"]}}
-    (tmp_path / "space.json").write_text(json.dumps(space))
-    config["searchSpaceFile"] = str(tmp_path / "space.json")
-    config["trialConcurrency"] = 1  # one trial: a second request would find the one-value space exhausted
+    epochs = LONG_EPOCHS
+    config = one_long_trial(demo_dir, tmp_path, checkpoint="last")
     config_path = tmp_path / "config.yml"
     config_path.write_text(yaml.safe_dump(config))
     port = free_port()
@@ -157,3 +167,23 @@ def test_nnictl_stop_then_resume_continues_the_trial_from_its_checkpoint(demo_di
     missing = set(range(1, epochs + 1)) - set(reported)
     assert missing <= set(range(before_stop, last + 1)), (before_stop, last, sorted(missing))
     assert not missing or missing == set(range(min(missing), last + 1)), "only the stop's last epochs may be missing"
+
+
+def test_a_trial_the_assessor_stops_is_cancelled_not_failed(demo_dir, tmp_path):
+    """NNI 3.0 makes a trial FAILED when it exits with any status but 0 (README: Stopping): the trial records its
+    stop, keeps its checkpoint, and ends by the assessor's signal. NNI 3.0's local service then shows it as
+    USER_CANCELED (its EARLY_STOPPED comes too late: harness.experiment.cancel_reasons); the follower names the
+    assessor from nnimanager.log."""
+    config = one_long_trial(demo_dir, tmp_path, checkpoint="best")
+    config["assessor"] = {"codeDirectory": str(ROOT / "tests"), "className": "stop_assessor.StopAtFirstResult"}
+    experiment_id, status, trials, metrics = run_to_end(config, tmp_path)
+    assert status == "DONE"
+    assert [t["status"] for t in trials] == ["USER_CANCELED"]
+    manager_log = (tmp_path / "experiments" / experiment_id / "log" / "nnimanager.log").read_text()
+    assert cancel_reasons(manager_log) == {trials[0]["trialJobId"]: ASSESSOR_STOP}
+    run = next((tmp_path / "experiments" / experiment_id).glob(f"*_{trials[0]['trialJobId']}"))
+    stopped = json.loads((run / "stopped.json").read_text())
+    assert stopped["signal"] == "SIGINT" and 1 <= stopped["last_completed_epoch"] < LONG_EPOCHS
+    assert stopped["checkpoint"] is None and (run / "best.pt").is_file()
+    assert [m for m in metrics if m["type"] == "PERIODICAL"], "its epochs reached NNI"
+    assert not [m for m in metrics if m["type"] == "FINAL"], "NNI takes no final result from a stopped trial"

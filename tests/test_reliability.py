@@ -1,6 +1,7 @@
 """Faults a day-long unattended search meets: full disks, files where folders belong, leftovers of killed writers,
 Ctrl-C. Each ends in one clear line (or works and says what it did) and leaves nothing half-written."""
 import contextlib
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -162,7 +163,7 @@ def test_kills_at_random_moments_of_the_soft_csv_writes_leave_only_whole_files(d
 EXIT_SCRIPT = """
 import atexit, sys, threading, time
 sys.path.insert(0, {root!r})
-from harness.errors import UserError, run_cli, without_teardown
+from harness.errors import EndBySignal, UserError, run_cli, without_teardown
 
 def main():
     atexit.register(lambda: open({marker!r}, "w").write("atexit ran"))
@@ -178,7 +179,9 @@ without_teardown(lambda: run_cli(main, "prog"))
 @pytest.mark.parametrize("ending, status, stderr", [
     ("return 0", 0, ""), ("return 3", 3, ""), ("raise UserError('bad --x: expected y')", 2,
                                                "prog: error: bad --x: expected y"),
-    ("raise SystemExit('a message')", 1, "a message"), ("raise KeyboardInterrupt", 130, "prog: interrupted")])
+    ("raise SystemExit('a message')", 1, "a message"),
+    # Stops end by their signal (NNI: EARLY_STOPPED or USER_CANCELED, not FAILED), after the same orderly exit.
+    ("raise KeyboardInterrupt", -signal.SIGINT, "prog: interrupted"), ("raise EndBySignal(15)", -signal.SIGTERM, "")])
 def test_an_exit_without_teardown_keeps_what_an_ordinary_exit_does(tmp_path, ending, status, stderr):
     """trial.py ends through without_teardown (1.2 s less per trial): the status, the streams, atexit functions
     and running threads behave as in an ordinary exit."""

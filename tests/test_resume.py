@@ -43,7 +43,7 @@ def test_a_trial_killed_mid_run_resumes_where_an_uninterrupted_run_would_be(demo
     cut.send_signal(signal.SIGTERM)
     _, err = cut.communicate(timeout=60)
     assert time.monotonic() - started < 20, "a stopped trial must exit promptly"
-    assert cut.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert cut.returncode == -signal.SIGTERM, err[-2000:]  # ended by the signal: NNI shows a stop, not a failure
     run = next((tmp_path / "cut" / "standalone").iterdir())
     stopped = json.loads((run / "stopped.json").read_text())
     done = records(run)
@@ -184,7 +184,7 @@ def test_a_sigterm_before_the_first_epoch_ends_quietly_and_leaves_nothing(demo_d
                 break
     stopped.send_signal(signal.SIGTERM)
     _, err = stopped.communicate(timeout=60)
-    assert stopped.returncode in (128 + signal.SIGTERM, -signal.SIGTERM), err[-2000:]
+    assert stopped.returncode == -signal.SIGTERM, err[-2000:]
     assert "Traceback" not in err, err[-3000:]
     runs = list(output.glob("standalone/*"))
     assert not [r for r in runs if not (r / "metrics.jsonl").exists()], "a run folder without an epoch was left"

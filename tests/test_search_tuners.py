@@ -5,10 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
-from harness.experiment import NniRest, free_port, load_config, start, stop, wait, with_overrides
+from harness.experiment import load_config, with_overrides
 from harness.tuners import created_in_previous_experiment
+from trial_checks import run_to_end
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--model", "resnet10t", "--img_size", "32", "--num_workers", "0", "--pretrained", "false",
@@ -60,16 +60,7 @@ def run_experiment(config_name: str, tmp_path: Path, demo_dir: Path, class_args:
     config["searchSpaceFile"] = str(tmp_path / "space.json")
     config["tuner"]["classArgs"].update(class_args)
     config["trialConcurrency"] = 1
-    path = tmp_path / "config.yml"
-    path.write_text(yaml.safe_dump(config))
-    port = free_port()
-    experiment_id = start(path, port)
-    try:
-        rest = NniRest(port)
-        status = wait(rest, timeout=900, echo=lambda line: None)
-        found = rest.trials()
-    finally:
-        stop(experiment_id)
+    experiment_id, status, found, _ = run_to_end(config, tmp_path)
     assert status == "DONE", (tmp_path / "exp" / experiment_id / "log" / "dispatcher.log").read_text()[-3000:]
     return found, tmp_path / "exp" / experiment_id, experiment_id
 

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from harness.data.labels import CLASSIFICATIONS, csv_task
 from harness.data.layouts import load_train
+from harness.experiment import NniRest, free_port, start, stop, wait
 
 METRIC_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds",
                "train_images_per_s", "dumped"}
@@ -80,3 +82,18 @@ def records(run: Path) -> list[dict]:
 
 def without_timing(record: dict) -> dict:
     return {k: v for k, v in record.items() if k not in TIMING}
+
+
+def run_to_end(config: dict, folder: Path, timeout: int = 900) -> tuple[str, str, list[dict], list[dict]]:
+    """Runs `config` (written to folder/config.yml) through nnictl on a free port to its end, and always stops it:
+    (experiment id, NNI's final status, its trials, its metrics)."""
+    path = folder / "config.yml"
+    path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    experiment_id = start(path, port)
+    try:
+        rest = NniRest(port)
+        status = wait(rest, timeout=timeout, echo=lambda line: None)
+        return experiment_id, status, rest.trials(), rest.metrics()
+    finally:
+        stop(experiment_id)

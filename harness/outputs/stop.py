@@ -7,7 +7,8 @@ temporary file renamed into place (harness/atomic.py), so even the SIGKILL leave
 from the user, other training services or schedulers; SIGINT is also Ctrl-C.
 
 Outside a write the signal interrupts the trial where it is (mid-batch: that epoch is lost, the last checkpoint is
-the previous epoch's); inside `protect()` it waits for the block to end."""
+the previous epoch's); inside `protect()` it waits for the block to end. The trial then ends by the signal itself
+(harness.errors.EndBySignal): NNI shows it EARLY_STOPPED or USER_CANCELED, not FAILED."""
 from __future__ import annotations
 
 import contextlib
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import write_json
+from harness.errors import end_by_signal
 
 STOPPED = "stopped.json"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -51,9 +53,7 @@ class StopSignal:
             # would without it. torch's worker loop leaves quietly on KeyboardInterrupt; the trial decides.
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
+            end_by_signal(signum)
         if self.depth:
             self.pending = signum
         else:
