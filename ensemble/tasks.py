@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from harness.data.labels import TASKS, multi_label, split_multi
+from harness.data.labels import TASKS, missing_tasks, multi_label, split_multi
 from harness.errors import UserError
 
 MULTI = "multi"
@@ -55,8 +55,7 @@ def vote_plan(groups: Mapping[str, Sequence[T]]) -> dict[str, list[T]]:
         if not multi:
             raise UserError("no input CSVs: give --mask/--gender/--age, --multi, or --from run folders")
         return {MULTI: multi}
-    for task, members in own.items():
-        if not members and not multi:
-            raise UserError(f"no predictions for task '{task}': give --{task} or --multi CSVs "
-                            f"(or --from runs of that task)")
+    for task in missing_tasks(task for task, members in groups.items() if members)[:1]:
+        raise UserError(f"no predictions for task '{task}': give --{task} or --multi CSVs "
+                        f"(or --from runs of that task)")
     return {task: members + multi for task, members in own.items()}

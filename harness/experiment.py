@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from harness.data.labels import csv_task, missing_tasks
 from harness.errors import UserError, run_cli
 
 FINISHED_TRIAL = {"SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED"}
@@ -374,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped; `nnictl view {experiment_id}` shows it again")
     else:
         print(f"the web UI stays up: `nnictl stop {experiment_id}` when done")
-    print(ensemble_hint(working_dir / experiment_id, len(csvs), trial_data_dir(config["trialCommand"])))
+    print(ensemble_hint(working_dir / experiment_id, csvs, trial_data_dir(config["trialCommand"])))
     if not succeeded:
         print("no trial succeeded: see the trial logs under "
               f"{working_dir / experiment_id / 'environments'} (or the web UI's trial detail)", file=sys.stderr)
@@ -389,16 +390,31 @@ def trial_data_dir(trial_command: str) -> Path | None:
     return Path(found[-1]) if found else None
 
 
-def ensemble_hint(experiment_dir: Path, csv_count: int, data_dir: Path | None) -> str:
-    """The command that blends this experiment, as it can be run; a sentence instead when there is nothing to blend."""
-    if not csv_count:
+def ensemble_hint(experiment_dir: Path, csvs: list[Path], data_dir: Path | None) -> str:
+    """The command that blends this experiment, as it can be run; a sentence instead when there is nothing to blend
+    or the soft CSVs cannot make a whole submission (the ensemble's own rule: harness.data.labels.missing_tasks)."""
+    if not csvs:
         return ("no soft CSV was written (no epoch reached the trials' --dump_threshold with a falling train loss), "
                 "so there is nothing to ensemble yet: train longer (-- --epochs N) or lower --dump_threshold")
+    present = {task for task in map(run_task, {path.parent for path in csvs}) if task}
+    missing = missing_tasks(present)
+    if missing:
+        return (f"nothing to ensemble into a submission yet: the soft CSVs predict {', '.join(sorted(present))} but "
+                f"no run dumped {' or '.join(missing)} (nor an 18-class multi or multihead run, which covers every "
+                f"task): train longer (-- --epochs N), lower --dump_threshold, or run more trials")
     info = data_dir / "eval" / "info.csv" if data_dir is not None else None
     command = ["python", "-m", "ensemble", "--from", str(experiment_dir), "--select"]
     if info is not None and info.is_file():
         command += ["--info", str(info)]
     return "ensemble: " + shlex.join(command + ["-o", "submission.csv"])
+
+
+def run_task(run: Path) -> str | None:
+    """The task a run folder's soft CSVs predict, from its params.json (None when unreadable)."""
+    try:
+        return csv_task(json.loads((run / "params.json").read_text())["classification"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def remove_failed_start(working_dir: Path, before: set[Path], staged: Path) -> None:

@@ -68,12 +68,38 @@ def test_the_heartbeat_names_running_trials_their_epoch_and_metric():
     assert heartbeat(trials, metrics, 725) == "[12m05s] 1 running (A epoch 2, default 0.6250), 1 ended, 1 waiting"
 
 
+def dumped_runs(experiment: Path, *classifications: str) -> list[Path]:
+    """One run folder per classification, each with params.json and one eval soft CSV; returns the CSVs."""
+    csvs = []
+    for i, classification in enumerate(classifications):
+        run = experiment / f"{classification}_resnet10t_{i}"
+        run.mkdir(parents=True)
+        (run / "params.json").write_text(json.dumps({"classification": classification}))
+        csvs.append(run / "submission3_0.95_0.2_soft.csv")
+    return csvs
+
+
 def test_the_ensemble_hint_works_as_printed_or_says_why_there_is_none(demo_dir, tmp_path):
-    hint = ensemble_hint(tmp_path / "exp", 3, demo_dir)
-    assert hint == (f"ensemble: python -m ensemble --from {tmp_path / 'exp'} --select --info "
+    exp = tmp_path / "exp"
+    csvs = dumped_runs(exp, "multi", "gender")
+    hint = ensemble_hint(exp, csvs, demo_dir)
+    assert hint == (f"ensemble: python -m ensemble --from {exp} --select --info "
                     f"{demo_dir / 'eval' / 'info.csv'} -o submission.csv")
-    assert "--info" not in ensemble_hint(tmp_path / "exp", 3, tmp_path / "no-eval")
-    assert ensemble_hint(tmp_path / "exp", 0, demo_dir).startswith("no soft CSV was written")
+    assert "--info" not in ensemble_hint(exp, csvs, tmp_path / "no-eval")
+    assert ensemble_hint(exp, [], demo_dir).startswith("no soft CSV was written")
+
+
+@pytest.mark.parametrize("classifications, missing", [
+    (("mask", "gender"), "age"), (("gender",), "mask or age"), (("mask", "gender", "age"), None),
+    (("multihead",), None), (("age", "multihead"), None)])
+def test_the_ensemble_hint_names_the_tasks_no_run_dumped(tmp_path, classifications, missing):
+    """The demo's first four trials can leave dumps of mask and gender only: the command printed would fail with
+    "no predictions for task 'age'", so the hint says what is missing instead (the ensemble's own rule)."""
+    hint = ensemble_hint(tmp_path / "exp", dumped_runs(tmp_path / "exp", *classifications), None)
+    if missing is None:
+        assert hint.startswith("ensemble: python -m ensemble")
+    else:
+        assert hint.startswith("nothing to ensemble into a submission yet") and f"no run dumped {missing} " in hint
     assert trial_data_dir("python trial.py --data_dir a --epochs 2 --data_dir 'b c'") == Path("b c")
 
 

@@ -8,6 +8,7 @@ from harness.data.labels import (
     age_labels,
     gender_label,
     mask_label,
+    missing_tasks,
     multi_label,
     split_multi,
 )
@@ -77,3 +78,10 @@ def test_old_age_moves_the_oldest_class_down(age, expected):
     """--old_age 58: 58- and 59-year-olds train as 60+ (the contest's rule stays the default)."""
     assert age_label(age, old_age=58) == expected
     assert age_labels(np.array([age]), old_age=58)[0] == expected
+
+
+@pytest.mark.parametrize("present, missing", [
+    ([], []), (["multi"], []), (["mask", "gender", "age"], []), (["mask", "multi"], []),
+    (["mask", "gender"], ["age"]), (["gender"], ["mask", "age"])])
+def test_a_submission_needs_each_task_voted_on_or_a_multi_csv(present, missing):
+    assert missing_tasks(present) == missing

@@ -5,6 +5,8 @@ age: under 30 = 0, 30 to 59 = 1, 60 and over = 2; multi = mask*6 + gender*3 + ag
 (The original contest code sent 59-year-olds to class 2: a bug, not the contest's rule.)"""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from harness.errors import UserError
@@ -71,6 +73,17 @@ def csv_task(classification: str) -> str:
     """The task a run's soft CSVs predict: its one head's, or 'multi' (18 classes) for a model with several heads."""
     heads = CLASSIFICATIONS[classification]
     return heads[0] if len(heads) == 1 else "multi"
+
+
+def missing_tasks(present: Iterable[str]) -> list[str]:
+    """The tasks a submission still lacks a vote on, given the tasks of the soft CSVs at hand: none when there is no
+    per-task CSV at all (multi CSVs vote on the answer directly) or when a multi CSV is there (it votes on every task
+    through its marginals); otherwise each of mask, gender and age needs a CSV of its own."""
+    present = set(present)
+    per_task = [task for task in TASKS if task != "multi"]
+    if "multi" in present or not present & set(per_task):
+        return []
+    return [task for task in per_task if task not in present]
 
 
 def joint_probs(mask: np.ndarray, gender: np.ndarray, age: np.ndarray) -> np.ndarray:
