@@ -223,15 +223,34 @@ def cancel_reasons(manager_log: str) -> dict[str, str]:
     return reasons
 
 
-def describe(trial: dict[str, Any], reason: str | None = None) -> str:
-    params = parameters_of(trial)
+def describe(trial: dict[str, Any], reason: str | None = None, ran: dict[str, Any] | None = None) -> str:
+    """One line for a trial that ended. `ran`: the parameters it trained with (its params.json), shown in place of
+    NNI's record, which names another trial's set when NNI 3.0 swapped the sets of trials started together."""
+    recorded = parameters_of(trial)
+    params = recorded if ran is None else ran
     shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    if ran is not None and ran != recorded:
+        shown += " (NNI's web UI shows another trial's parameters for it: see README, The run folder)"
     score = final_default(trial)
     status = trial["status"]
     if status in CANCELLED:
         status += f" ({reason or 'stopped from the web UI or nnictl; nnimanager.log gives no reason'})"
     return f"trial {trial['trialJobId']} {status}" + (f" (default {score:.4f})" if score is not None
                                                       else "") + f": {shown}"
+
+
+def ran_parameters(runs_dir: Path | None, trial_id: str) -> dict[str, Any] | None:
+    """The parameters a trial trained with, from its run folder's params.json; None without one (a trial that
+    failed or was stopped before its first epoch, or runs written elsewhere)."""
+    if runs_dir is None:
+        return None
+    for path in runs_dir.glob(f"*_{trial_id}/params.json"):
+        try:
+            ran = json.loads(path.read_text()).get("nni_parameters")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return ran if isinstance(ran, dict) else None
+    return None
 
 
 def latest_epochs(metrics: list[dict[str, Any]]) -> dict[str, tuple[int, float | None]]:
@@ -264,9 +283,10 @@ def heartbeat(trials: list[dict[str, Any]], metrics: list[dict[str, Any]], elaps
 
 
 def wait(rest: NniRest, timeout: float, poll: float = 1.0, echo=print, manager_log: Path | None = None,
-         heartbeat_every: float = 60.0) -> str:
+         heartbeat_every: float = 60.0, runs_dir: Path | None = None) -> str:
     """Until every trial has ended and NNI has nothing left to run; prints each trial as it ends (a cancelled
-    one with NNI's reason, read from manager_log) and a heartbeat line every `heartbeat_every` seconds."""
+    one with NNI's reason, read from manager_log; with the parameters of its run folder under runs_dir) and a
+    heartbeat line every `heartbeat_every` seconds."""
     reported: set[str] = set()
     started = time.monotonic()
     deadline, next_beat = started + timeout, started + heartbeat_every
@@ -277,7 +297,7 @@ def wait(rest: NniRest, timeout: float, poll: float = 1.0, echo=print, manager_l
         reasons = cancel_reasons(read_text(manager_log)) if any(t["status"] in CANCELLED for t in ended) else {}
         for trial in ended:
             reported.add(trial["trialJobId"])
-            echo(describe(trial, reasons.get(trial["trialJobId"])))
+            echo(describe(trial, reasons.get(trial["trialJobId"]), ran_parameters(runs_dir, trial["trialJobId"])))
         if status in FAILED_EXPERIMENT:
             return status
         if status in DONE_EXPERIMENT and all(t["status"] in FINISHED_TRIAL for t in trials):
@@ -359,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
           f"ssh -L {port}:localhost:{port} this-machine)")
     rest = NniRest(port)
     try:
-        status = wait(rest, args.timeout, manager_log=working_dir / experiment_id / "log" / "nnimanager.log")
+        status = wait(rest, args.timeout, manager_log=working_dir / experiment_id / "log" / "nnimanager.log",
+                      runs_dir=working_dir / experiment_id)
         succeeded = sum(trial["status"] == "SUCCEEDED" for trial in rest.trials())
     except BaseException:
         if args.stop:

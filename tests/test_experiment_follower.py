@@ -60,6 +60,25 @@ def test_a_cancelled_trial_is_described_with_nni_s_reason():
     assert "web UI or nnictl" in describe(trial)
 
 
+def test_a_trial_is_described_with_the_parameters_it_ran(tmp_path):
+    """NNI 3.0 can hand two trials started together each other's sets; its record then names the other trial's."""
+    from harness.experiment import ran_parameters
+
+    run = tmp_path / "exp" / "gender_resnet10t_32_f1_0.003_w3Nc4"
+    run.mkdir(parents=True)
+    (run / "params.json").write_text(json.dumps({"nni_parameters": {"model": "resnet10t", "lr": 0.003}}))
+    ran = ran_parameters(tmp_path / "exp", "w3Nc4")
+    assert ran == {"model": "resnet10t", "lr": 0.003}
+    assert ran_parameters(tmp_path / "exp", "other") is None and ran_parameters(None, "w3Nc4") is None
+    swapped = {"trialJobId": "w3Nc4", "status": "SUCCEEDED",
+               "hyperParameters": [json.dumps({"parameters": {"model": "resnet18", "lr": 0.001}})]}
+    line = describe(swapped, ran=ran)
+    assert line.startswith("trial w3Nc4 SUCCEEDED: model=resnet10t, lr=0.003 (NNI's web UI shows another")
+    same = {**swapped, "hyperParameters": [json.dumps({"parameters": ran})]}
+    assert describe(same, ran=ran) == "trial w3Nc4 SUCCEEDED: model=resnet10t, lr=0.003"
+    assert describe(swapped) == "trial w3Nc4 SUCCEEDED: model=resnet18, lr=0.001"  # no run folder: NNI's record
+
+
 def test_the_heartbeat_names_running_trials_their_epoch_and_metric():
     trials = [{"trialJobId": "A", "status": "RUNNING"}, {"trialJobId": "B", "status": "SUCCEEDED"},
               {"trialJobId": "C", "status": "WAITING"}]
