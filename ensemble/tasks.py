@@ -55,7 +55,8 @@ def vote_plan(groups: Mapping[str, Sequence[T]]) -> dict[str, list[T]]:
         if not multi:
             raise UserError("no input CSVs: give --mask/--gender/--age, --multi, or --from run folders")
         return {MULTI: multi}
-    for task in missing_tasks(task for task, members in groups.items() if members)[:1]:
-        raise UserError(f"no predictions for task '{task}': give --{task} or --multi CSVs "
+    missing = missing_tasks(task for task, members in groups.items() if members)
+    if missing:
+        raise UserError(f"no predictions for task '{missing[0]}': give --{missing[0]} or --multi CSVs "
                         f"(or --from runs of that task)")
     return {task: members + multi for task, members in own.items()}

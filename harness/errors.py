@@ -35,11 +35,11 @@ class EndBySignal(SystemExit):
     """A program that a signal stopped ends by that signal, once it has finished what it was writing.
 
     Its parent can then tell a stop from a failure (WIFSIGNALED), and NNI 3.0 does exactly that: its trial keeper
-    gets no exit code from a process a signal ended, and the trial becomes EARLY_STOPPED (the assessor's stop) or
-    USER_CANCELED (`nnictl stop`, maxTrialDuration); any exit status but 0 makes it FAILED
-    (nni_node/training_service/v3/compat.js, onTrialEnd). A shell still reports 128 + the signal's number, as it does
-    for Python's own death by an uncaught KeyboardInterrupt. Outside without_teardown it is an ordinary SystemExit
-    with that status."""
+    gets no exit code from a process a signal ended, and the trial becomes USER_CANCELED (on the local service also
+    for the assessor's stop: harness.experiment.cancel_reasons) or, in remote reuse mode, EARLY_STOPPED; any exit
+    status but 0 makes it FAILED (nni_node/training_service/v3/compat.js, onTrialEnd). A shell still reports 128 +
+    the signal's number, as it does for Python's own death by an uncaught KeyboardInterrupt. Outside
+    without_teardown it is an ordinary SystemExit with that status."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(128 + signum)

@@ -8,7 +8,8 @@ from the user, other training services or schedulers; SIGINT is also Ctrl-C.
 
 Outside a write the signal interrupts the trial where it is (mid-batch: that epoch is lost, the last checkpoint is
 the previous epoch's); inside `protect()` it waits for the block to end. The trial then ends by the signal itself
-(harness.errors.EndBySignal): NNI shows it EARLY_STOPPED or USER_CANCELED, not FAILED."""
+(harness.errors.EndBySignal): NNI shows it stopped (USER_CANCELED, or EARLY_STOPPED in remote reuse mode), not
+FAILED."""
 from __future__ import annotations
 
 import contextlib
