@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness.atomic import write_json  # noqa: E402
 from harness.data.demo import generate  # noqa: E402
-from harness.experiment import free_port, stop  # noqa: E402
+from harness.experiment.nnictl import free_port, stop  # noqa: E402
 
 SEED = 7  # TPE's seed: any fixed number gives both sides the same four configurations
 

@@ -26,7 +26,9 @@ import yaml  # noqa: E402
 
 from harness.atomic import write_json  # noqa: E402
 from harness.data.demo import generate  # noqa: E402
-from harness.experiment import NniRest, free_port, load_config, start, stop, with_overrides  # noqa: E402
+from harness.experiment.config import load_config, with_overrides  # noqa: E402
+from harness.experiment.nnictl import free_port, start, stop  # noqa: E402
+from harness.experiment.rest import NniRest  # noqa: E402
 
 EPOCHS = 6  # a TPE or random trial's length; Hyperband's budgets run from 1 to R = 6 epochs (eta 3: 1, 2, 6)
 TRIAL_FLAGS = ["--epochs", str(EPOCHS), "--img_size", "64", "--pretrained", "false", "--num_workers", "1",

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ensemble.soft_csv import SoftCsv
 from harness.errors import UserError
+from harness.outputs.soft_csv import SoftCsv
 
 
 def id_difference(ids: pd.Index, reference: pd.Index) -> str:

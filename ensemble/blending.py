@@ -13,12 +13,6 @@ MEANS: tuple[str, ...] = ("arithmetic", "geometric")
 _FLOOR = 1e-12
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax; subtracting the row maximum keeps exp() from overflowing."""
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
 def vote_space(probs: np.ndarray, mean: Mean) -> np.ndarray:
     """The space in which members are averaged: probabilities, or log-probabilities for the geometric mean.
     A weighted sum there has the same argmax as the blend, which is what makes selection cheap."""

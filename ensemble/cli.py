@@ -11,12 +11,13 @@ import numpy as np
 from ensemble.blending import MEANS, blend, vote
 from ensemble.gathering import best_per_task, count_by_task, gather
 from ensemble.library import Library
-from ensemble.members import Member, expand
+from ensemble.members import Member, expand, merged
 from ensemble.outputs import output_frames, soft_path, write_outputs
 from ensemble.selection import METRICS, Selection, select_ensemble
-from ensemble.soft_csv import read_ids
 from ensemble.tasks import ALL_TASKS, MULTI, TASK_CLASSES, answer_from_tasks, vote_plan
-from harness.errors import UserError, run_cli
+from harness.cli import run_cli
+from harness.errors import UserError
+from harness.outputs.soft_csv import read_ids
 
 PROG = "python -m ensemble"
 
@@ -152,14 +153,6 @@ def gathered_members(args: argparse.Namespace, library: Library) -> list[Member]
         print(f"note: {len(unscored)} CSVs have no validation pair and rank last for --top_k "
               f"(e.g. {unscored[0].name}); {sum(m in kept for m in unscored)} of them kept")
     return kept
-
-
-def merged(members: Sequence[Member]) -> list[Member]:
-    """One member per file, the weights of repeats summed (the same vote either way, read once)."""
-    weights: dict[tuple[Path, str], float] = {}
-    for member in members:
-        weights[member.path, member.task] = weights.get((member.path, member.task), 0.0) + member.weight
-    return [Member(path, task, weight) for (path, task), weight in weights.items()]
 
 
 def plan_summary(plan: dict[str, list[Member]], mean: str) -> str:

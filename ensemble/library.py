@@ -13,9 +13,9 @@ import pandas as pd
 from ensemble.alignment import aligned
 from ensemble.members import Member, valid_pair
 from ensemble.selection import METRICS
-from ensemble.soft_csv import SoftCsv, read_soft_csv
 from ensemble.tasks import MULTI_CLASSES, TASK_CLASSES, labels_for_task, probs_for_task
 from harness.errors import UserError
+from harness.outputs.soft_csv import SoftCsv, read_soft_csv
 
 # (classes, why) that multi CSVs must have; None until the multi CSVs' role is known.
 MultiRule = tuple[int, str] | None

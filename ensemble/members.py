@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,3 +66,11 @@ def valid_pair(path: Path) -> Path:
         raise UserError(f"{path}: cannot find its validation CSV: the name does not start with '{EVAL_PREFIX}' "
                         f"(expected submission{{epoch}}_..._soft.csv beside valid{{epoch}}_..._soft.csv)")
     return path.with_name(partner)
+
+
+def merged(members: Sequence[Member]) -> list[Member]:
+    """One member per file, the weights of repeats summed (the same vote either way, read once)."""
+    weights: dict[tuple[Path, str], float] = {}
+    for member in members:
+        weights[member.path, member.task] = weights.get((member.path, member.task), 0.0) + member.weight
+    return [Member(path, task, weight) for (path, task), weight in weights.items()]

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 
 from ensemble.blending import vote
-from ensemble.soft_csv import ID
 from harness.atomic import write_csv
 from harness.errors import UserError
+from harness.outputs.soft_csv import ID
 
 
 def soft_path(output: Path, task: str) -> Path:

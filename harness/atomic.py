@@ -13,11 +13,7 @@ from typing import IO, Any
 
 import pandas as pd
 
-from harness.errors import UserError
-
-
-class DiskFull(UserError):
-    """The disk filled up under an atomic write (nothing of it is left); callers with a fallback catch this."""
+from harness.errors import DiskFull, UserError
 
 
 def make_folder(folder: str | os.PathLike) -> Path:
@@ -107,3 +103,8 @@ def write_jsonl(records: list[dict], path: str | os.PathLike) -> None:
     with atomic_open(path, "w") as handle:
         for record in records:
             handle.write(json.dumps(record) + "\n")
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    with atomic_open(path, "w") as handle:
+        handle.write(text)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.cli import run_cli
 from harness.data import demo
-from harness.errors import run_cli
 
 
 def parse_size(text: str) -> tuple[int, int]:

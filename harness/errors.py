@@ -1,15 +1,8 @@
-"""The one exception type a user can cause: it ends the program with a single clear line, no traceback. And how
-the command-line programs end: by a status, or by the signal that stopped them."""
+"""The one exception type a user can cause, and the one way any error becomes a line: a UserError ends the
+program with that line alone, no traceback."""
 from __future__ import annotations
 
-import atexit
-import logging
-import os
-import signal
-import sys
-import threading
-from collections.abc import Callable
-from typing import NoReturn
+MAX_LINE = 400  # characters: a message is a line, not a dump of the input it quotes
 
 
 class UserError(Exception):
@@ -17,87 +10,19 @@ class UserError(Exception):
     was expected, and is printed alone."""
 
 
-def one_line(error: Exception) -> str:
-    """The message, also when a DataLoader worker raised it: torch re-raises it in the main process wrapped in a
-    report whose last line is the original 'harness.errors.UserError: <message>'."""
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    if len(lines) <= 1:
-        return lines[0] if lines else type(error).__name__
-    return lines[-1].split(f"{type(error).__name__}: ", 1)[-1]
+class DiskFull(UserError):
+    """The disk filled up under an atomic write (nothing of it is left); callers with a fallback catch this."""
 
 
-def exit_with(error: Exception, prog: str) -> NoReturn:
-    print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-class EndBySignal(SystemExit):
-    """A program that a signal stopped ends by that signal, once it has finished what it was writing.
-
-    Its parent can then tell a stop from a failure (WIFSIGNALED), and NNI 3.0 does exactly that: its trial keeper
-    gets no exit code from a process a signal ended, and the trial becomes USER_CANCELED (on the local service also
-    for the assessor's stop: harness.experiment.cancel_reasons) or, in remote reuse mode, EARLY_STOPPED; any exit
-    status but 0 makes it FAILED (nni_node/training_service/v3/compat.js, onTrialEnd). A shell still reports 128 +
-    the signal's number, as it does for Python's own death by an uncaught KeyboardInterrupt. Outside
-    without_teardown it is an ordinary SystemExit with that status."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(128 + signum)
-        self.signum = signum
-
-
-def end_by_signal(signum: int) -> NoReturn:
-    """End this process by `signum` with the signal's default action (termination, no core for SIGINT/SIGTERM)."""
-    signal.signal(signum, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
-    os.kill(os.getpid(), signum)
-    os._exit(128 + signum)  # not reached: a default-action signal sent to itself ends the process before kill returns
-
-
-def run_cli(main: Callable[[], int | None], prog: str,
-            also: tuple[type[Exception], ...] = ()) -> NoReturn:
-    """Run a command-line entry point; a UserError (or one of `also`, the user-facing errors of packages that do
-    not import harness, such as models.ModelError) becomes one line on stderr and exit status 2."""
-    try:
-        code = main()
-    except (UserError, *also) as error:
-        exit_with(error, prog)
-    except KeyboardInterrupt:  # Ctrl-C: the user knows why; a traceback would only hide the line that matters
-        print(f"{prog}: interrupted", file=sys.stderr)
-        raise EndBySignal(signal.SIGINT) from None  # so that a shell loop running it stops too, as for Python's own
-    raise SystemExit(code or 0)
-
-
-def without_teardown(entry: Callable[[], object]) -> NoReturn:
-    """Run a script's entry point (run_cli) and end the process as Python would, less the teardown of its modules.
-
-    A process that has imported torch and timm spends 1.2 s after its last line tearing down its modules (0.6 s for
-    torch alone; measured on a 2-core CPU, README "Speed"): every NNI trial paid it before NNI saw the trial end and
-    started the next. Nothing in that teardown writes a file: the trial's outputs are written whole and renamed
-    before this point, its loader workers have stopped, and what else an orderly exit does is done here, in
-    Python's own order: non-daemon threads joined, atexit functions run (multiprocessing's clean-up among them),
-    logging and the standard streams flushed. An EndBySignal then ends the process by its signal. An exception other
-    than SystemExit takes the ordinary way out, with its traceback."""
-    signum = None
-    try:
-        entry()
-        code: object = 0
-    except SystemExit as done:
-        code = done.code
-        signum = done.signum if isinstance(done, EndBySignal) else None
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
-    atexit._run_exitfuncs()
-    logging.shutdown()
-    if code is not None and not isinstance(code, int):  # SystemExit("message"): printed, status 1, as Python does
-        print(code, file=sys.stderr)
-        code = 1
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
-            pass
-    if signum is not None:
-        end_by_signal(signum)
-    os._exit(code or 0)
+def one_line(error: BaseException) -> str:
+    """The message of `error` on one line: its type's name when it has none; the original message when a DataLoader
+    worker raised it (torch re-raises it in the main process wrapped in a report whose last line is
+    '<module>.<Type>: <message>'); anything else with its whitespace folded, at most MAX_LINE characters."""
+    text = str(error)
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    if len(lines) > 1 and f"{type(error).__name__}: " in lines[-1] and "worker" in text:
+        text = lines[-1].split(f"{type(error).__name__}: ", 1)[-1]
+    folded = " ".join(text.split())
+    return folded if len(folded) <= MAX_LINE else folded[:MAX_LINE - 3] + "..."

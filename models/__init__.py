@@ -21,12 +21,16 @@ def require_known(name: str) -> None:
         raise ModelError(f"unknown model {name!r}: expected one of {', '.join(MODELS)} or a timm model name")
 
 
-def create_model(name: str, heads: Heads, pretrained: bool = False, weights: str = "") -> nn.Module:
-    """The registered builder, or timm's model of that name."""
+def create_model(name: str, heads: Heads, pretrained: bool = False, weights: str = "",
+                 fast_swish: bool = True) -> nn.Module:
+    """The registered builder, or timm's model of that name; fast_swish: see set_fast_swish."""
     if name in MODELS:
-        return MODELS[name](heads, pretrained, weights)
-    require_known(name)
-    return timm_backbones.timm_builder(name)(heads, pretrained, weights)
+        model = MODELS[name](heads, pretrained, weights)
+    else:
+        require_known(name)
+        model = timm_backbones.timm_builder(name)(heads, pretrained, weights)
+    set_fast_swish(model, fast_swish)
+    return model
 
 
 __all__ = ["MODELS", "Heads", "ModelError", "create_model", "is_known", "register",

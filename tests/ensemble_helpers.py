@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble.blending import softmax
 from ensemble.cli import PROG, run
-from harness.outputs.soft_csv import soft_csv_names, soft_frame
+from harness.outputs.soft_csv import soft_csv_names, soft_frame, softmax
 
 
 def write_soft(path: Path, ids: Sequence[str], probs, labels=None, *, columns: Sequence[str] | None = None,
@@ -44,7 +43,8 @@ def make_run(experiment: Path, task: str, model: str, trial: str, epochs: dict[i
     run_folder = experiment / (folder or f"{task}_{model}_16_focal_0.0001_{trial}")
     run_folder.mkdir(parents=True, exist_ok=True)
     params = {"classification": task, "model": model, "criterion": "focal", "batch_size": 16, "lr": 1e-4,
-              "experiment_id": experiment.name, "trial_id": trial, "num_classes": classes, "seed": 42}
+              "experiment_id": experiment.name, "trial_id": trial, "num_classes": classes, "seed": 42,
+              "epochs": max(epochs, default=1)}
     (run_folder / "params.json").write_text(json.dumps(params))
     (run_folder / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e}) + "\n" for e in epochs))
     for epoch, (eval_ids, eval_probs, valid_ids, valid_probs, valid_labels) in epochs.items():

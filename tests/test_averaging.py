@@ -2,11 +2,12 @@
 import numpy as np
 import pytest
 import torch
+from fit_helpers import loop_with, tiny_fit
 from torch import nn
 
-from harness.data.batches import ImageSet, make_loader
+from harness.outputs.run_folder import RunFolder
 from harness.train.averaging import WARMUP_POWER, WeightAverage, ema_enabled
-from harness.train.checkpoint import BEST, LAST, Checkpointer, TrainingState, load, weights_for_prediction
+from harness.train.checkpoint import BEST, LAST, Checkpoint, load, weights_for_prediction
 
 
 def constant_model(value: float) -> nn.Module:
@@ -56,13 +57,6 @@ def test_zero_turns_it_off(decay, on):
     assert ema_enabled(decay) is on
 
 
-def training_state(model: nn.Module, average: WeightAverage | None) -> TrainingState:
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    loader = make_loader(ImageSet(np.zeros((4, 1, 1, 1), np.uint8), np.arange(4), np.zeros(4)), 2, True, 0, 0,
-                         False)
-    return TrainingState(model, optimizer, torch.optim.lr_scheduler.StepLR(optimizer, 1), None, loader, average)
-
-
 def test_checkpoints_hold_the_average_and_prediction_reads_it(tmp_path):
     model = constant_model(2.0)
     average = WeightAverage(model, decay=0.9)
@@ -70,26 +64,33 @@ def test_checkpoints_hold_the_average_and_prediction_reads_it(tmp_path):
     set_weight(model, 3.0)
     record = {"epoch": 1, "val_acc": 0.5}
     for mode in ("best", "last"):
-        folder = tmp_path / mode
-        folder.mkdir()
-        Checkpointer(folder, mode, "val_acc").save(training_state(model, average), 1, None, [record])
-        data = load(folder / (BEST if mode == "best" else LAST))
-        assert data["model"]["weight"].item() == 3.0 and data["ema"]["weights"]["weight"].item() == 2.0
-        state, epoch = weights_for_prediction(folder)
+        run = RunFolder(tmp_path, "exp", mode)
+        checkpoint = Checkpoint(run, mode, "val_acc")
+        loop_with([checkpoint], tiny_fit(model, average), [record])
+        checkpoint.record_epoch(record)
+        data = load(run.path / (BEST if mode == "best" else LAST))
+        weights = data if mode == "best" else data["fit"]
+        assert weights["model"]["weight"].item() == 3.0 and weights["average"]["weights"]["weight"].item() == 2.0
+        state, epoch = weights_for_prediction(run.path)
         assert state["weight"].item() == 2.0 and epoch == 1, "prediction uses the average"
     resumed = WeightAverage(constant_model(0.0), decay=0.9)
-    Checkpointer(tmp_path / "last", "last", "val_acc").resume(training_state(constant_model(0.0), resumed))
+    checkpoint = Checkpoint(RunFolder(tmp_path, "exp", "last"), "last", "val_acc")
+    loop_with([checkpoint], tiny_fit(constant_model(0.0), resumed, first_epoch=2))
+    checkpoint.read_last()
+    checkpoint.before_split()
     assert resumed.module.weight.item() == 2.0 and resumed.steps == 1
 
 
-def test_a_checkpoint_from_before_the_average_still_loads(tmp_path):
-    model = constant_model(3.0)
-    Checkpointer(tmp_path, "last", "val_acc").save(training_state(model, None), 1, None, [{"epoch": 1}])
-    data = load(tmp_path / LAST)
-    assert "ema" not in data
-    assert weights_for_prediction(tmp_path)[0]["weight"].item() == 3.0
-    # resumed with --ema_decay on: the average starts at the resumed weights
+def test_a_checkpoint_without_an_average_resumed_with_one_starts_it_at_the_weights(tmp_path):
+    run = RunFolder(tmp_path, "exp", "run")
+    checkpoint = Checkpoint(run, "last", "val_acc")
+    loop_with([checkpoint], tiny_fit(constant_model(3.0)), [{"epoch": 1}])
+    checkpoint.record_epoch({"epoch": 1})
+    assert load(run.path / LAST)["fit"]["average"] is None
+    assert weights_for_prediction(run.path)[0]["weight"].item() == 3.0
     fresh = constant_model(0.0)
     average = WeightAverage(fresh, decay=0.9)
-    Checkpointer(tmp_path, "last", "val_acc").resume(training_state(fresh, average))
+    loop_with([checkpoint], tiny_fit(fresh, average, first_epoch=2))
+    checkpoint.read_last()
+    checkpoint.before_split()
     assert average.module.weight.item() == 3.0 and average.steps == 0

@@ -1,5 +1,5 @@
 """Mixing, class imbalance and weight averaging through trial.py standalone: one tiny trial per flag, each checked
-against a run of the same seed without it; the averaged weights are what a dump and harness.predict predict with."""
+against a run of the same seed without it; the averaged weights are what a dump and predict.py predict with."""
 import json
 import subprocess
 import sys
@@ -68,13 +68,14 @@ def test_old_age_changes_only_the_training_labels(demo_dir):
     assert (moved[train_idx] != labels[train_idx]).any()
 
 
-def test_ema_dumps_and_harness_predict_come_from_the_averaged_weights(demo_dir, tmp_path):
+def test_ema_dumps_and_predict_py_come_from_the_averaged_weights(demo_dir, tmp_path):
     run, records = run_trial(tmp_path, demo_dir, "--ema_decay", "0.9", epochs=2)
     assert records[-1]["raw_val_acc"] is not None and records[-1]["dumped"]
     data, evaluation = load_train(demo_dir), load_eval(demo_dir)
     train_idx, val_idx = split_indices(data.groups, data.group_strata, 0.2, 5)  # FAST's seed
     checkpoint = load(run / "last.pt")
-    assert checkpoint["epoch"] == 2 and checkpoint["ema"]["steps"] == 2 * (len(train_idx) // 8), "one per step"
+    fit = checkpoint["fit"]
+    assert checkpoint["step"] == 2 and fit["average"]["steps"] == 2 * (len(train_idx) // 8), "one per step"
     tail = f"2_{records[-1]['train_acc']:.4f}_{records[-1]['train_loss']:.4f}_soft.csv"
     valid, submission = pd.read_csv(run / f"valid{tail}"), pd.read_csv(run / f"submission{tail}")
 
@@ -92,14 +93,14 @@ def test_ema_dumps_and_harness_predict_come_from_the_averaged_weights(demo_dir, 
         normalize = Normalizer(*data.mean_std, device=device, channels_last=precision.channels_last)
         return Predictor(model, heads, normalize, precision)(loaders.val).probs["multi"]
 
-    averaged, trained = val_probs(checkpoint["ema"]["weights"]), val_probs(checkpoint["model"])
+    averaged, trained = val_probs(fit["average"]["weights"]), val_probs(fit["model"])
     written = valid.iloc[:, 2:].to_numpy()
     assert np.allclose(written, averaged, atol=1e-6)
     assert not np.allclose(written, trained, atol=1e-3)
     assert np.isclose((averaged.argmax(1) == valid["label"]).mean(), records[-1]["val_acc"])
     assert np.isclose((trained.argmax(1) == valid["label"]).mean(), records[-1]["raw_val_acc"])
 
-    done = subprocess.run([sys.executable, "-m", "harness.predict", str(run), "--device", "cpu"],
+    done = subprocess.run([sys.executable, str(ROOT / "predict.py"), str(run), "--device", "cpu"],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     predicted = pd.read_csv(next(run.glob("valid*-pred1_soft.csv")))

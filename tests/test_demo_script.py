@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.experiment import free_port
+from harness.experiment.nnictl import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

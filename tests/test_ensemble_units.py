@@ -6,13 +6,13 @@ import pandas as pd
 import pytest
 
 from ensemble.alignment import aligned
-from ensemble.blending import blend, softmax, vote
+from ensemble.blending import blend, vote
 from ensemble.members import expand, split_weight, valid_pair
-from ensemble.soft_csv import read_soft_csv
 from ensemble.tasks import answer_from_tasks, labels_for_task, probs_for_task, vote_plan
 from ensemble_helpers import write_soft
 from harness.atomic import write_csv
 from harness.errors import UserError
+from harness.outputs.soft_csv import read_soft_csv, softmax
 
 # --- tasks -------------------------------------------------------------------------------------------------------
 

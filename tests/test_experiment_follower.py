@@ -9,18 +9,10 @@ import pytest
 import yaml
 
 from harness.errors import UserError
-from harness.experiment import (
-    cancel_reasons,
-    describe,
-    ensemble_hint,
-    free_port,
-    heartbeat,
-    merge_flags,
-    trial_data_dir,
-    tuner_failure,
-    wait,
-    with_overrides,
-)
+from harness.experiment.config import merge_flags, trial_data_dir, with_overrides
+from harness.experiment.follower import describe, ensemble_hint, heartbeat, wait
+from harness.experiment.logs import cancel_reasons, tuner_failure
+from harness.experiment.nnictl import free_port
 from harness.outputs.records import nni_metric
 from harness.params import FLAG_TYPES
 
@@ -62,11 +54,12 @@ def test_a_cancelled_trial_is_described_with_nni_s_reason():
 
 def test_a_trial_is_described_with_the_parameters_it_ran(tmp_path):
     """NNI 3.0 can hand two trials started together each other's sets; its record then names the other trial's."""
-    from harness.experiment import ran_parameters
+    from harness.experiment.follower import ran_parameters
 
     run = tmp_path / "exp" / "gender_resnet10t_32_f1_0.003_w3Nc4"
     run.mkdir(parents=True)
-    (run / "params.json").write_text(json.dumps({"nni_parameters": {"model": "resnet10t", "lr": 0.003}}))
+    (run / "params.json").write_text(json.dumps({"classification": "gender", "epochs": 2,
+                                                 "nni_parameters": {"model": "resnet10t", "lr": 0.003}}))
     ran = ran_parameters(tmp_path / "exp", "w3Nc4")
     assert ran == {"model": "resnet10t", "lr": 0.003}
     assert ran_parameters(tmp_path / "exp", "other") is None and ran_parameters(None, "w3Nc4") is None
@@ -93,7 +86,7 @@ def dumped_runs(experiment: Path, *classifications: str) -> list[Path]:
     for i, classification in enumerate(classifications):
         run = experiment / f"{classification}_resnet10t_{i}"
         run.mkdir(parents=True)
-        (run / "params.json").write_text(json.dumps({"classification": classification}))
+        (run / "params.json").write_text(json.dumps({"classification": classification, "epochs": 3}))
         csvs.append(run / "submission3_0.95_0.2_soft.csv")
     return csvs
 
@@ -126,7 +119,7 @@ def test_a_trial_nni_cancels_is_explained_and_the_run_exits_non_zero(demo_dir, t
     config = yaml.safe_load((ROOT / "config.demo.yml").read_text())
     config.update(searchSpaceFile=str(ROOT / "search_space.demo.json"), trialCodeDirectory=str(ROOT),
                   maxTrialDuration="1s", maxTrialNumber=1)
-    config["tuner"]["codeDirectory"] = str(ROOT)  # harness.tuners.TPE, imported from the checkout
+    config["tuner"]["codeDirectory"] = str(ROOT)  # harness.experiment.tuners.TPE, imported from the checkout
     path = tmp_path / "config.yml"
     path.write_text(yaml.safe_dump(config))
     done = subprocess.run(
@@ -141,8 +134,10 @@ def test_a_trial_nni_cancels_is_explained_and_the_run_exits_non_zero(demo_dir, t
 
 
 def test_the_experiment_starts_while_every_core_is_busy(demo_dir, tmp_path):
-    """NNI's own launcher gives its web server 3 s; harness.nni_launch lets it take what a loaded machine needs."""
-    from harness.experiment import load_config, start, stop
+    """NNI's own launcher gives its web server 3 s; harness.experiment.nnictl lets it take what a loaded machine
+    needs."""
+    from harness.experiment.config import load_config
+    from harness.experiment.nnictl import start, stop
 
     config = with_overrides(load_config(ROOT / "config.demo.yml"), ROOT, working_dir=tmp_path / "exp", max_trials=1,
                             trial_args=["--data_dir", str(demo_dir), "--epochs", "1", "--img_size", "32"])
@@ -163,8 +158,8 @@ def test_the_experiment_starts_while_every_core_is_busy(demo_dir, tmp_path):
 def test_a_failed_start_removes_the_experiment_folder_it_made(tmp_path, monkeypatch, capsys):
     import pytest
 
-    from harness import experiment
     from harness.errors import UserError
+    from harness.experiment import __main__ as driver
 
     working = tmp_path / "exp"
     (working / "old-experiment").mkdir(parents=True)
@@ -174,9 +169,9 @@ def test_a_failed_start_removes_the_experiment_folder_it_made(tmp_path, monkeypa
         (working / "Ab12cd34" / "log").mkdir(parents=True)  # what nnictl leaves when its web server never answers
         raise UserError("nnictl create --config x failed: ConnectionError on /check-status")
 
-    monkeypatch.setattr(experiment, "start", failing_start)
+    monkeypatch.setattr(driver, "start", failing_start)
     with pytest.raises(UserError, match="ConnectionError"):
-        experiment.main(["--config", str(ROOT / "config.demo.yml"), "--working_dir", str(working)])
+        driver.main(["--config", str(ROOT / "config.demo.yml"), "--working_dir", str(working)])
     assert sorted(p.name for p in working.iterdir()) == [".configs", "old-experiment"]
     assert not list((working / ".configs").iterdir()), "the staged config of the failed start was left"
     assert (working / "old-experiment" / "keep.txt").exists()

@@ -13,7 +13,11 @@ from harness.data.labels import multi_label
 from harness.data.layouts import load_train
 from harness.data.split import FOLD_SEED, assign_folds, fold_indices
 from harness.errors import UserError
-from harness.outputs.kfold import (
+from harness.fit.setup import load_data
+from harness.outputs.run_folder import RunFolder
+from harness.params import parse_params
+from harness.validation import scheme_for
+from harness.validation.kfold import (
     cv_scores,
     dump_epochs,
     fold_candidates,
@@ -22,9 +26,7 @@ from harness.outputs.kfold import (
     resume_point,
     step_number,
     task_marginal,
-    validation_scheme,
 )
-from harness.params import parse_params
 from trial_checks import check_probabilities, records, run_to_end, trial, without_timing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +57,7 @@ def test_folds_hold_whole_people_every_image_once_and_keep_the_strata():
         assert np.bincount(stratum[people * 7], minlength=6).tolist() == [2] * 6
 
 
-def test_folds_do_not_depend_on_the_task_or_the_seed(demo_dir):
+def test_folds_do_not_depend_on_the_task_or_the_seed(demo_dir, tmp_path):
     """trial.py stratifies on the 18-class label whatever --classification is, with FOLD_SEED, never --seed: the
     same call for every trial, so the same people per fold."""
     data = load_train(demo_dir)
@@ -65,9 +67,13 @@ def test_folds_do_not_depend_on_the_task_or_the_seed(demo_dir):
     for seed in (0, 42):
         for task in ("mask", "gender", "multihead"):
             assert parse_params(["--seed", str(seed), "--classification", task, "--folds", "3"], None).folds == 3
-    assert validation_scheme(3, 0.2, 42) == validation_scheme(3, 0.5, 7) == {"scheme": "kfold", "folds": 3,
-                                                                          "fold_seed": FOLD_SEED}
-    assert validation_scheme(1, 0.2, 42) == {"scheme": "holdout", "val_ratio": 0.2, "seed": 42}
+    data = load_data(parse_params(["--data_dir", str(demo_dir)], None))
+    run = RunFolder(tmp_path, "exp", "run")
+    kfold = [scheme_for(parse_params(["--folds", "3", "--val_ratio", ratio, "--seed", seed], None), data, run)
+             for ratio, seed in (("0.2", "42"), ("0.5", "7"))]
+    assert kfold[0].describe() == kfold[1].describe() == {"scheme": "kfold", "folds": 3, "fold_seed": FOLD_SEED}
+    holdout = scheme_for(parse_params(["--val_ratio", "0.2", "--seed", "42"], None), data, run)
+    assert holdout.describe() == {"scheme": "holdout", "val_ratio": 0.2, "seed": 42}
 
 
 @pytest.mark.parametrize("folds", [0, 1, 61])
@@ -212,7 +218,7 @@ def test_nnictl_runs_a_kfold_multihead_trial(demo_dir, tmp_path):
     """Under nnictl: one trial with --folds 2 and classification multihead from the search space; NNI gets one
     intermediate result per step and the cross-validated final result."""
 
-    from harness.experiment import load_config, with_overrides
+    from harness.experiment.config import load_config, with_overrides
 
     space = tmp_path / "space.json"
     space.write_text(json.dumps({"classification": {"_type": "choice", "_value": ["multihead"]}}))

@@ -97,7 +97,7 @@ def test_standalone_multihead_trial_with_tta_and_a_re_prediction(demo_dir, tmp_p
     mask_acc = np.mean(mask_marginal.argmax(1) == [truth[i] for i in valid["ImageID"]])
     assert mask_acc == pytest.approx(record["val_acc_mask"]), "the CSV's marginals are the mask head's"
 
-    again = subprocess.run([sys.executable, "-m", "harness.predict", str(run), "--tta", "hflip"],
+    again = subprocess.run([sys.executable, str(ROOT / "predict.py"), str(run), "--tta", "hflip"],
                            capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     repredicted = pd.read_csv(next(run.glob("valid1_*-pred1_soft.csv")))

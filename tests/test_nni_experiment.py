@@ -8,19 +8,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from harness.experiment import (
-    ASSESSOR_STOP,
-    NniRest,
-    cancel_reasons,
-    free_port,
-    load_config,
-    nnictl,
-    nnictl_env,
-    start,
-    stop,
-    wait,
-    with_overrides,
-)
+from harness.experiment.config import load_config, with_overrides
+from harness.experiment.follower import wait
+from harness.experiment.logs import ASSESSOR_STOP, cancel_reasons
+from harness.experiment.nnictl import free_port, nnictl, nnictl_env, start, stop
+from harness.experiment.rest import NniRest
 from trial_checks import check_run_folder, run_to_end
 
 ROOT = Path(__file__).resolve().parents[1]

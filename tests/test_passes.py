@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from harness.data.transforms import Normalizer
-from harness.train.passes import TrainingDiverged, predict, train_one_epoch
+from harness.train.passes import TrainingDiverged, TrainStep, predict, train_one_epoch
 from harness.train.precision import Precision, resolve_precision
 from models import create_model
 
@@ -37,7 +37,8 @@ def test_train_and_predict_report_what_they_saw(precision):
     model, normalize, optimizer, criterion = setup(precision)
     data = batches()
     before = [p.detach().clone() for p in model.parameters()]
-    result = train_one_epoch(model, data, HEADS, criterion, optimizer, normalize, precision, precision.grad_scaler())
+    result = train_one_epoch(model, data, TrainStep(HEADS, criterion, optimizer, normalize, precision,
+                                                   precision.grad_scaler()))
     assert result.images == 24 and 0 <= result.accuracy <= 1 and result.loss > 0 and result.seconds > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), "no weight moved"
     prediction = predict(model, data, HEADS, normalize, precision, criterion)
@@ -76,8 +77,8 @@ def test_several_heads_train_on_the_sum_of_their_losses():
     assert prediction.loss == pytest.approx(by_hand, rel=1e-5)
     assert set(prediction.accuracy) == {"mask", "gender"}
     assert prediction.probs["gender"].shape == (16, 2)
-    result = train_one_epoch(model, data, heads, criteria, torch.optim.SGD(model.parameters(), lr=0.01), normalize,
-                             precision)
+    result = train_one_epoch(model, data, TrainStep(heads, criteria, torch.optim.SGD(model.parameters(), lr=0.01),
+                                                    normalize, precision))
     assert result.images == 16 and result.loss > 0
 
 
@@ -87,7 +88,7 @@ def test_a_non_finite_loss_stops_training_at_once():
     optimizer = torch.optim.SGD(model.parameters(), lr=1e30)  # the first step blows the weights up
     seen = []
     with pytest.raises(TrainingDiverged, match="the training loss became (nan|inf) by batch 2"):
-        train_one_epoch(model, batches(count=5), HEADS, criterion, optimizer, normalize, precision,
+        train_one_epoch(model, batches(count=5), TrainStep(HEADS, criterion, optimizer, normalize, precision),
                         on_batch=lambda batch, images: seen.append(batch))
     assert seen == [1], "it stopped at the first non-finite batch"
 

@@ -73,12 +73,12 @@ def test_leftovers_of_a_killed_soft_csv_write_are_removed_by_the_next_run_of_tha
     leftover.write_text("ImageID,0\nhalf")
     mine = run.path / "notes.txt"
     mine.write_text("kept")
-    RunFolder(tmp_path, "exp", "multi_resnet10t_trial")  # NNI's resume re-runs the same trial
+    RunFolder(tmp_path, "exp", "multi_resnet10t_trial").claim()  # NNI's resume re-runs the same trial
     assert not leftover.exists() and mine.read_text() == "kept"
 
 
 def test_ctrl_c_ends_in_one_line():
-    from harness.errors import run_cli
+    from harness.cli import run_cli
 
     def interrupted():
         raise KeyboardInterrupt
@@ -95,7 +95,10 @@ def test_a_trial_injected_through_nni_s_open_rest_api_cannot_write_elsewhere(dem
 
     import yaml
 
-    from harness.experiment import NniRest, free_port, load_config, start, stop, wait, with_overrides
+    from harness.experiment.config import load_config, with_overrides
+    from harness.experiment.follower import wait
+    from harness.experiment.nnictl import free_port, start, stop
+    from harness.experiment.rest import NniRest
 
     evil = tmp_path / "written-by-an-attacker"
     config = with_overrides(
@@ -163,7 +166,8 @@ def test_kills_at_random_moments_of_the_soft_csv_writes_leave_only_whole_files(d
 EXIT_SCRIPT = """
 import atexit, sys, threading, time
 sys.path.insert(0, {root!r})
-from harness.errors import EndBySignal, UserError, run_cli, without_teardown
+from harness.cli import EndBySignal, run_cli, without_teardown
+from harness.errors import UserError
 
 def main():
     atexit.register(lambda: open({marker!r}, "w").write("atexit ran"))

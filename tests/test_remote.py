@@ -29,7 +29,10 @@ import psutil
 import pytest
 import yaml
 
-from harness.experiment import NniRest, free_port, load_config, port_is_free, start, stop, wait, with_overrides
+from harness.experiment.config import load_config, with_overrides
+from harness.experiment.follower import wait
+from harness.experiment.nnictl import free_port, port_is_free, start, stop
+from harness.experiment.rest import NniRest
 from trial_checks import check_run_folder
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -81,7 +81,7 @@ def experiment(root: Path) -> Path:
 
 def report(argv: list, capsys) -> tuple[int, str, str]:
     """The CLI in-process, as `python -m harness.report` runs it: (exit status, stdout, stderr)."""
-    from harness.errors import run_cli
+    from harness.cli import run_cli
 
     try:
         run_cli(lambda: main([str(a) for a in argv]), PROG)

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fit_helpers import loop_with, tiny_fit
 
-from harness.outputs.stop import STOP_SIGNALS, Stopped, StopSignal, stop_record
-from harness.train.checkpoint import Checkpointer, is_better
+from harness.outputs.run_folder import RunFolder, stop_record
+from harness.signals import STOP_SIGNALS, Stopped, StopSignal
+from harness.train.checkpoint import Checkpoint, is_better, load
 from trial_checks import records, trial, without_timing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,15 +129,17 @@ def test_stop_record_names_the_last_completed_epoch():
 def test_best_checkpoint_follows_the_metric(tmp_path):
     assert is_better({"val_acc": 0.5}, None, "val_acc") and not is_better({"val_acc": 0.5}, 0.5, "val_acc")
     model = torch.nn.Linear(2, 2)
-    state = type("State", (), {"model": model, "average": None})()
-    checkpointer = Checkpointer(tmp_path, "best", "val_acc")
+    run = RunFolder(tmp_path, "exp", "run")
+    checkpoint = Checkpoint(run, "best", "val_acc")
+    loop = loop_with([checkpoint], tiny_fit(model))
     for epoch, score in [(1, 0.4), (2, 0.7), (3, 0.6)]:
         with torch.no_grad():
             model.weight.fill_(epoch)
-        checkpointer.save(state, epoch, None, [{"epoch": epoch, "val_acc": score}])
-    saved = torch.load(tmp_path / "best.pt", weights_only=False)
+        loop.records.append({"epoch": epoch, "val_acc": score})
+        checkpoint.record_epoch(loop.records[-1])
+    saved = load(run.path / "best.pt")
     assert saved["epoch"] == 2 and torch.all(saved["model"]["weight"] == 2)
-    assert not (tmp_path / "last.pt").exists()
+    assert not (run.path / "last.pt").exists()
 
 
 def test_predict_writes_a_new_pair_the_ensemble_reads(demo_dir, tmp_path):
@@ -147,14 +151,14 @@ def test_predict_writes_a_new_pair_the_ensemble_reads(demo_dir, tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     run = next((output / "standalone").iterdir())
-    again = subprocess.run([sys.executable, "-m", "harness.predict", str(run)], cwd=ROOT, capture_output=True,
+    again = subprocess.run([sys.executable, str(ROOT / "predict.py"), str(run)], cwd=ROOT, capture_output=True,
                            text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     own = pd.read_csv(next(run.glob("valid1_*[0-9]_soft.csv")))
     new = pd.read_csv(next(run.glob("valid1_*-pred1_soft.csv")))
     # the same weights and predictor as the dump: the same probabilities
     assert np.allclose(own.iloc[:, 2:].to_numpy(), new.iloc[:, 2:].to_numpy(), atol=1e-5)
-    flipped = subprocess.run([sys.executable, "-m", "harness.predict", str(run), "--tta", "hflip"], cwd=ROOT,
+    flipped = subprocess.run([sys.executable, str(ROOT / "predict.py"), str(run), "--tta", "hflip"], cwd=ROOT,
                              capture_output=True, text=True, timeout=600)
     assert flipped.returncode == 0, flipped.stderr[-2000:]
     mirrored = pd.read_csv(next(run.glob("valid1_*-pred2_soft.csv")))
@@ -194,7 +198,7 @@ def test_a_sigterm_before_the_first_epoch_ends_quietly_and_leaves_nothing(demo_d
 def test_only_the_half_built_loader_s_unraisable_error_is_dropped():
     from types import SimpleNamespace
 
-    from harness.outputs.stop import quiet_half_built_loader
+    from harness.signals import quiet_half_built_loader
 
     class _MultiProcessingDataLoaderIter:
         pass

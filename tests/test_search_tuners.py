@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.experiment import load_config, with_overrides
-from harness.tuners import created_in_previous_experiment
+from harness.experiment.config import load_config, with_overrides
+from harness.experiment.tuners import created_in_previous_experiment
 from trial_checks import run_to_end
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ def test_tpe_survives_two_trials_that_swapped_their_parameter_sets(fixed):
     then crashes NNI's own TPE (the dispatcher dies and the experiment hangs); the fixed one records both."""
     from nni.algorithms.hpo.tpe_tuner import TpeTuner
 
-    from harness.tuners import TPE
+    from harness.experiment.tuners import TPE
 
     tuner = (TPE if fixed else TpeTuner)(optimize_mode="maximize", seed=0)
     tuner.update_search_space(SWAP_SPACE)

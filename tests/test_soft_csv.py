@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from harness.outputs.soft_csv import should_dump, soft_csv_names, soft_frame
+from harness.fit.dump_rule import should_dump
+from harness.outputs.soft_csv import soft_csv_names, soft_frame
 
 
 @pytest.mark.parametrize("acc, loss, last, threshold, expected", [

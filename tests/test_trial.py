@@ -144,9 +144,10 @@ def test_a_diverged_trial_stops_at_once_and_still_reports_its_best_epoch(demo_di
     import nni
 
     import trial
+    from harness.fit import setup
     from harness.train.passes import TrainingDiverged
 
-    real, calls, finals = trial.train_one_epoch, [], []
+    real, calls, finals = setup.train_one_epoch, [], []
 
     def diverging(*args, **kwargs):
         calls.append(1)
@@ -154,7 +155,7 @@ def test_a_diverged_trial_stops_at_once_and_still_reports_its_best_epoch(demo_di
             raise TrainingDiverged("the training loss became nan by batch 3")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(trial, "train_one_epoch", diverging)
+    monkeypatch.setattr(setup, "train_one_epoch", diverging)
     monkeypatch.setenv("NNI_EXP_ID", "expid")  # as NNI's training service starts a trial
     monkeypatch.setattr(nni, "get_experiment_id", lambda: "expid")  # nni read its variables when first imported
     monkeypatch.setattr(nni, "get_trial_id", lambda: "Tr1al")

@@ -13,7 +13,9 @@ import yaml
 
 from harness.data.labels import CLASSIFICATIONS, csv_task
 from harness.data.layouts import load_train
-from harness.experiment import NniRest, free_port, start, stop, wait
+from harness.experiment.follower import wait
+from harness.experiment.nnictl import free_port, start, stop
+from harness.experiment.rest import NniRest
 
 METRIC_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds",
                "train_images_per_s", "dumped"}

@@ -6,9 +6,8 @@ import ctypes.util
 import os
 import signal
 import sys
-
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.errors import UserError
-from harness.data.opencv import cv2
 from harness.data.labels import MASK_STEMS, age_label, multi_label
+from harness.data.opencv import cv2
+from harness.errors import UserError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png")
 EXTENSION_ODDS = (0.6, 0.2, 0.2)  # mostly .jpg, as in the real archive

@@ -19,15 +19,14 @@ here, it makes the loader 5.4x faster than decoding JPEGs (README, Speed)."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 from torch.utils.data import DataLoader

@@ -16,9 +16,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.data.labels import (
+    AGE_TASKS,
+    CLASS_NAMES,
+    CLASSIFICATIONS,
+    OLD_AGE,
+    age_labels,
+    gender_label,
+    mask_label,
+    multi_label,
+)
 from harness.errors import UserError
-from harness.data.labels import (AGE_TASKS, CLASS_NAMES, CLASSIFICATIONS, OLD_AGE, TASKS, age_labels, gender_label,
-                                 mask_label, multi_label)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 # Channel statistics of the mask contest's photos (the original contest code's), and ImageNet's for other data sets.

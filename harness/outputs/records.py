@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.metrics import accuracy, macro_f1
 from harness.outputs.soft_csv import csv_labels, csv_probs
-from harness.train.passes import Prediction, TrainResult
+
+if TYPE_CHECKING:
+    from harness.train.passes import Prediction, TrainResult
 
 
 def epoch_record(epoch: int, train: TrainResult, val: Prediction | None, val_labels: np.ndarray,
@@ -65,8 +67,3 @@ def nni_metric(record: dict[str, Any], key: str, reserved: Collection[str] = ())
     extra = {f"epoch_{name}" if name in reserved else name: value for name, value in record.items()
              if isinstance(value, (int, float)) and not isinstance(value, bool)}
     return {"default": record[key], **extra}
-
-
-def best_record(records: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
-    """The epoch with the highest `key` (the earliest on ties); None before the first epoch."""
-    return max(records, key=lambda record: record[key]) if records else None

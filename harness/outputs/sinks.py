@@ -1,6 +1,7 @@
-"""The per-epoch seam: trial.py hands every epoch's record to each sink, in order, and tells them when the run
-ends. A new per-epoch action (TensorBoard, a progress file, a notifier) is one more class with these two methods,
-added to the list trial.py builds."""
+"""Where a finished epoch's record goes: a sink is any class with two methods, `epoch(record)` and `close(best)`.
+The Sinks hook hands every record to each sink in order, after the checkpoint, and tells them when the run ends. A
+new place for records (a progress file, a notifier, a tracking server) is one more such class, added to the list
+trial.py builds: it needs to know nothing of the loop."""
 from __future__ import annotations
 
 import contextlib
@@ -10,6 +11,7 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.fit.hooks import Hook
 from harness.outputs.records import nni_metric
 from harness.outputs.run_folder import RunFolder
 
@@ -24,14 +26,31 @@ class EpochSink(Protocol):
         """The run ended (normally or not); best is the best epoch's record, None if no epoch finished."""
 
 
-class MetricsFile:
-    """metrics.jsonl in the run folder: one line per epoch, rewritten whole each time."""
+class Sinks(Hook):
+    """The sinks as the loop's last hook, in their order."""
+    name = "sinks"
 
-    def __init__(self, run: RunFolder) -> None:
-        self.run = run
+    def __init__(self, sinks: list[EpochSink]) -> None:
+        self.sinks = sinks
+
+    def record_epoch(self, record: dict[str, Any]) -> None:
+        for sink in self.sinks:
+            sink.epoch(record)
+
+    def after_train(self, best: dict[str, Any] | None) -> None:
+        for sink in self.sinks:
+            sink.close(best)
+
+
+class MetricsFile:
+    """metrics.jsonl in the run folder: one line per step, the run's records so far (`records`, the loop's own
+    list, which a resume refills), rewritten whole each time."""
+
+    def __init__(self, run: RunFolder, records: list[dict[str, Any]]) -> None:
+        self.run, self.records = run, records
 
     def epoch(self, record: dict[str, Any]) -> None:
-        self.run.add_metrics(record)
+        self.run.write_metrics(self.records)
 
     def close(self, best: dict[str, Any] | None) -> None:
         pass

@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.atomic import atomic_open
-from harness.errors import UserError, run_cli
-from harness.report.runs import METRIC_NAMES, PARAMS, hyperparameters, read_experiment, tasks
+from harness.cli import run_cli
+from harness.errors import UserError
+from harness.outputs.reading import PARAMS
+from harness.report.runs import METRIC_NAMES, hyperparameters, read_experiment, tasks
 
 PROG = "python -m harness.report"
 FIGURES = "figures"

@@ -10,19 +10,9 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+from harness.outputs.reading import Run, record_of
 from harness.report.figures import MAX_PARAMETERS, Picture
-from harness.report.runs import (
-    Experiment,
-    Run,
-    best_record,
-    epoch_record,
-    hyperparameters,
-    param_value,
-    ranked,
-    score,
-    status,
-    tasks,
-)
+from harness.report.runs import Experiment, best_epoch, hyperparameters, param_value, ranked, score, status, tasks
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size: 15px; line-height: 1.45;
@@ -107,7 +97,7 @@ def dumps_text(run: Run) -> str:
 def trial_rows(runs: Sequence[Run], keys: Sequence[str], metric: str) -> list[str]:
     rows = []
     for rank, run in enumerate(ranked(runs, metric), start=1):
-        best = best_record(run, metric)
+        best = best_epoch(run, metric)
         done = run.records[-1]["epoch"] if run.records else 0
         state = status(run)
         cells = [
@@ -177,13 +167,13 @@ def member_rows(runs: Sequence[Run], metric: str) -> list[str]:
     dumped = [(run, dump) for run in runs for dump in run.dumps]
 
     def key(item: tuple[Run, Any]) -> tuple[bool, float]:
-        record = epoch_record(item[0], item[1].epoch) if not item[1].tag else None
+        record = record_of(item[0].records, item[1].epoch) if not item[1].tag else None
         value = record.get(metric) if record else None
         return value is None, -(value or 0.0)
 
     rows = []
     for run, dump in sorted(dumped, key=key):
-        record = epoch_record(run, dump.epoch) if not dump.tag else None  # a re-prediction's scores are its own
+        record = record_of(run.records, dump.epoch) if not dump.tag else None  # a re-prediction's scores are its own
         files = ("eval + valid" if dump.eval_csv and dump.valid_csv else
                  "eval only (no validation pair)" if dump.eval_csv else "valid only (no eval set)")
         name = dump.eval_csv or dump.valid_csv or ""
@@ -248,7 +238,7 @@ def summary(experiment: Experiment, metric: str) -> str:
     best = ranked(experiment.runs, metric)[0]
     if score(best, metric) is not None:
         text += (f". Best {metric}: {score(best, metric):.4f}, trial {best.trial_id} ({best.task}, {best.model}) "
-                 f"at epoch {best_record(best, metric)['epoch']}")
+                 f"at epoch {best_epoch(best, metric)['epoch']}")
     return escape(text) + "."
 
 

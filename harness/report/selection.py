@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ensemble.cli import merged
 from ensemble.gathering import gather
 from ensemble.library import Library
+from ensemble.members import merged
 from ensemble.selection import select_ensemble
 from ensemble.tasks import ALL_TASKS, MULTI, vote_plan
 from harness.errors import UserError

@@ -15,6 +15,9 @@ from typing import Any
 
 from torch import nn
 
+from harness.fit.hooks import Epoch, Hook
+from harness.outputs.records import raw_scores
+
 WARMUP_POWER = 3 / 4
 
 
@@ -52,3 +55,19 @@ class WeightAverage:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.module.load_state_dict(state["weights"])
         self.steps = state["steps"]
+
+
+class AverageHook(Hook):
+    """--ema_decay: updates the split's average after every optimiser step (the fit setup makes the average, and
+    the predictor predicts with it), and records the trained weights' own scores beside the average's."""
+    name = "average"
+
+    def after_step(self) -> None:
+        fit = self.loop.fit
+        fit.average.update(fit.model)
+
+    def after_epoch(self, epoch: Epoch) -> None:
+        fit = self.loop.fit
+        if fit.loaders.val:
+            epoch.record.update(raw_scores(fit.predictor.of_model(fit.loaders.val, fit.criteria),
+                                           fit.loaders.val_labels, fit.heads))

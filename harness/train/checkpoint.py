@@ -1,41 +1,39 @@
-"""Checkpoints in the run folder, and resuming a run from its last one.
+"""Checkpoints in the run folder: the Checkpoint hook, which gathers the state of the run (the split's fit, the
+loop's records, every hook's own state) after each epoch, and restores it when a run resumes.
 
 `--checkpoint last` keeps last.pt: everything needed to continue after the last completed epoch (model, optimiser,
-scheduler, grad scaler, the RNG states of torch, numpy, python, the train loader's shuffling and the augmentation,
-the epoch, the dump rule's state and the records so far, and with `--ema_decay` the averaged weights and their
-step count under "ema"). `--checkpoint best` keeps best.pt: the weights of the best epoch so far (and their
-average under "ema"), for `python -m harness.predict`, which predicts with the average when there is one.
-Checkpoints written before "ema" existed load as before. `none` keeps nothing. Both files are written whole or not at
-all (a temporary file renamed over the old one), so a kill at any moment leaves the previous checkpoint intact."""
+scheduler, grad scaler, the weight average, the RNG states of torch, numpy, python, the train loader's shuffling and
+the augmentation, the step, the records so far and the hooks' states). `--checkpoint best` keeps best.pt: the
+weights of the best epoch so far (and their average), for predict.py. `none` keeps nothing. Both files are written
+whole or not at all, so a kill at any moment leaves the previous checkpoint intact.
+
+Loading never runs code: torch.load(weights_only=True) reads only tensors and plain Python values, and everything
+saved here is made of those (the RNG states are converted), so a pickled payload planted in a run folder, shared
+between team-mates or machines, fails with one line naming the file instead of running."""
 from __future__ import annotations
 
+import logging
+import pickle
 import random
-from dataclasses import dataclass
+import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from harness.atomic import atomic_path
-from harness.errors import UserError
-from harness.train.averaging import WeightAverage
+from harness.errors import UserError, one_line
+from harness.fit.hooks import Hook
 
+if TYPE_CHECKING:
+    from harness.outputs.run_folder import RunFolder
+
+log = logging.getLogger("trial")
 CHECKPOINT_MODES = ("last", "best", "none")
 LAST, BEST = "last.pt", "best.pt"
-
-
-@dataclass
-class TrainingState:
-    """What a resumed run must get back, besides the epoch, the dump state and the records."""
-
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    scaler: torch.amp.GradScaler | None
-    train_loader: DataLoader
-    average: WeightAverage | None = None  # --ema_decay above 0
+FORMAT = 2  # bumped when what last.pt holds changes shape; an older file is refused with one line
 
 
 def augment_parts(augment: Any) -> list[Any]:
@@ -47,11 +45,16 @@ def augment_parts(augment: Any) -> list[Any]:
 
 
 def rng_states(loader: DataLoader) -> dict[str, Any]:
-    """Every random source a training epoch draws from in the main process. With loader workers, each worker's
-    augmentation RNG lives in that worker and is not captured: a resumed run's augmentations then differ."""
+    """Every random source a training epoch draws from in the main process, as tensors and plain values (what
+    weights_only loading reads). With loader workers, each worker's augmentation RNG lives in that worker and is
+    not captured: a resumed run's augmentations then differ."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state(legacy=True)
     augment = getattr(loader.dataset, "augment", None)
     return {
-        "torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": random.getstate(),
         "loader": loader.generator.get_state() if loader.generator is not None else None,
         "augment": [(part.random_generator.bit_generator.state, part.py_random.getstate())
                     for part in augment_parts(augment)],
@@ -60,7 +63,9 @@ def rng_states(loader: DataLoader) -> dict[str, Any]:
 
 def restore_rng_states(loader: DataLoader, states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
+    saved = states["numpy"]
+    np.random.set_state((saved["kind"], saved["keys"].numpy().astype(np.uint32), saved["position"],
+                         saved["has_gauss"], saved["gauss"]))
     random.setstate(states["python"])
     if states["loader"] is not None and loader.generator is not None:
         loader.generator.set_state(states["loader"])
@@ -79,10 +84,24 @@ def save(data: dict[str, Any], path: Path) -> None:
 
 
 def load(path: Path) -> dict[str, Any]:
+    """A checkpoint's contents, read without running any code it may hold; one line when it is not one of ours."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)  # our own file: it holds RNG states
-    except Exception as error:  # a truncated or foreign file: name it rather than show torch's traceback
-        raise UserError(f"{path} cannot be read as a checkpoint ({type(error).__name__}: {error})") from None
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:  # weights_only refused something: never loaded, never run
+        raise UserError(f"{path} holds more than tensors and plain values ({one_line(error).split('.')[0]}): it "
+                        f"was not written by this harness, and it is not loaded (loading it could run code)") from None
+    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as error:
+        raise UserError(f"{path} cannot be read as a checkpoint ({type(error).__name__}: {one_line(error)})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a checkpoint of this harness (it holds a {type(data).__name__})")
+    return data
+
+
+def checked_format(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    if data.get("format") != FORMAT:
+        raise UserError(f"{path} was written by another version of the harness (checkpoint format "
+                        f"{data.get('format', 1)!r}, this one reads {FORMAT}): resume it with that version")
+    return data
 
 
 def is_better(record: dict[str, Any], best: float | None, key: str) -> bool:
@@ -90,63 +109,63 @@ def is_better(record: dict[str, Any], best: float | None, key: str) -> bool:
     return record.get(key) is not None and (best is None or record[key] > best)
 
 
-class Checkpointer:
-    def __init__(self, folder: Path, mode: str, key: str) -> None:
+class Checkpoint(Hook):
+    """Writes last.pt (resumable) or best.pt after every epoch, and restores a resumed run from last.pt."""
+    name = "checkpoint"
+
+    def __init__(self, run: RunFolder, mode: str, key: str) -> None:
         if mode not in CHECKPOINT_MODES:
             raise UserError(f"checkpoint must be one of {', '.join(CHECKPOINT_MODES)}, got {mode!r}")
-        self.folder, self.mode, self.key = Path(folder), mode, key
-        self.best: float | None = None
+        self.run, self.mode, self.key = run, mode, key
+        self.best: float | None = None  # the best `key` so far: best.pt holds that epoch
+        self.resumed: dict[str, Any] | None = None
 
-    def save(self, state: TrainingState, epoch: int, last_dump_loss: float | None,
-             records: list[dict[str, Any]]) -> None:
-        """After epoch `epoch` (its record last in `records`), with the scheduler already stepped."""
-        record = records[-1]
-        average = {"ema": state.average.state_dict()} if state.average is not None else {}
+    @property
+    def last(self) -> Path:
+        return self.run.path / LAST
+
+    def read_last(self) -> dict[str, Any] | None:
+        """last.pt's contents when the run folder has one (a kill or `nnictl resume`); the loop continues after it."""
+        self.resumed = checked_format(load(self.last), self.last) if self.last.is_file() else None
+        return self.resumed
+
+    def before_split(self) -> None:
+        fit, data = self.loop.fit, self.resumed
+        if data is None or fit.split.first_epoch == 1:
+            return  # a fresh split: nothing to restore
+        fit.load_state_dict(data["fit"])
+        self.loop.load_hook_states(data["hooks"])
+        self.run.clear_stop()
+        self.run.write_metrics(self.loop.records)  # one line per completed step, whatever a kill left
+        log.info("resumed after step %d from %s", data["step"], self.last)
+
+    def record_epoch(self, record: dict[str, Any]) -> None:
+        weights = self.loop.fit.state_dict()
         if self.mode == "best" and is_better(record, self.best, self.key):
-            save({"model": state.model.state_dict(), **average, "epoch": epoch, "record": record},
-                 self.folder / BEST)
+            save({"format": FORMAT, "model": weights["model"], "average": weights["average"],
+                  "epoch": record["epoch"], "record": record}, self.run.path / BEST)
         if is_better(record, self.best, self.key):
             self.best = record[self.key]
         if self.mode == "last":
-            save({"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
-                  "scheduler": state.scheduler.state_dict(),
-                  "scaler": state.scaler.state_dict() if state.scaler is not None else None,
-                  "rng": rng_states(state.train_loader), "epoch": epoch, "last_dump_loss": last_dump_loss,
-                  "records": records, "best": self.best, **average}, self.folder / LAST)
+            save({"format": FORMAT, "step": record["epoch"], "records": list(self.loop.records), "fit": weights,
+                  "hooks": self.loop.hook_states()}, self.last)
 
-    def has_last(self) -> bool:
-        return (self.folder / LAST).exists()
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
 
-    def resume(self, state: TrainingState) -> tuple[int, float | None, list[dict[str, Any]]]:
-        """(first epoch to run, the dump rule's last loss, the records so far); (1, None, []) with no last.pt."""
-        data = self.load_last()
-        return (1, None, []) if data is None else self.restore(state, data)
-
-    def load_last(self) -> dict[str, Any] | None:
-        path = self.folder / LAST
-        return load(path) if path.exists() else None
-
-    def restore(self, state: TrainingState, data: dict[str, Any]) -> tuple[int, float | None, list[dict[str, Any]]]:
-        """Load last.pt's `data` into `state`; returns what resume() does."""
-        state.model.load_state_dict(data["model"])
-        state.optimizer.load_state_dict(data["optimizer"])
-        state.scheduler.load_state_dict(data["scheduler"])
-        if state.scaler is not None and data["scaler"] is not None:
-            state.scaler.load_state_dict(data["scaler"])
-        restore_rng_states(state.train_loader, data["rng"])
-        if state.average is not None and "ema" in data:
-            state.average.load_state_dict(data["ema"])
-        elif state.average is not None:  # a checkpoint from before the average existed: it starts from here
-            state.average.restart_from(state.model)
-        self.best = data["best"]
-        return data["epoch"] + 1, data["last_dump_loss"], data["records"]
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state["best"]
 
 
 def weights_for_prediction(folder: Path) -> tuple[dict[str, Any], int]:
     """(model state, epoch) of best.pt, else of last.pt: the averaged weights when the run kept an average (what
     its soft CSVs were predicted with), else the model's."""
     for name in (BEST, LAST):
-        if (Path(folder) / name).exists():
-            data = load(Path(folder) / name)
-            return (data["ema"]["weights"] if "ema" in data else data["model"]), data["epoch"]
+        path = Path(folder) / name
+        if path.is_file():
+            data = checked_format(load(path), path)
+            weights = data if name == BEST else data["fit"]
+            epoch = data["epoch"] if name == BEST else data["step"]
+            average = weights.get("average")
+            return (average["weights"] if average else weights["model"]), epoch
     raise UserError(f"{folder} holds no checkpoint ({BEST} or {LAST}): run the trial with --checkpoint best or last")

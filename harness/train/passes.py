@@ -65,16 +65,29 @@ def _heads_loss(logits: dict[str, torch.Tensor], targets: torch.Tensor | Mapping
     return sum(criteria[task](logits[task].float(), target(h, task)) for h, task in enumerate(criteria))
 
 
-def train_one_epoch(model: nn.Module, loader: DataLoader, heads: Heads, criteria: Criteria,
-                    optimizer: torch.optim.Optimizer, normalize: Callable[[torch.Tensor], torch.Tensor],
-                    precision: Precision, scaler: torch.amp.GradScaler | None = None,
-                    on_batch: Callable[[int, int], None] | None = None, mix: BatchMix | None = None,
-                    after_step: Callable[[nn.Module], None] | None = None) -> TrainResult:
+@dataclass
+class TrainStep:
+    """What every optimiser step of a training pass needs besides its batch: the heads and their criteria, the
+    optimiser, the batch's normalisation, the precision (and fp16's grad scaler), MixUp/CutMix of the batch, and
+    a call after each step (the weight average's update)."""
+    heads: Heads
+    criteria: Criteria
+    optimizer: torch.optim.Optimizer
+    normalize: Callable[[torch.Tensor], torch.Tensor]
+    precision: Precision
+    scaler: torch.amp.GradScaler | None = None
+    mix: BatchMix | None = None
+    after_step: Callable[[nn.Module], None] | None = None
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, step: TrainStep,
+                    on_batch: Callable[[int, int], None] | None = None) -> TrainResult:
     """One pass over `loader`, whose labels are [B, heads]. on_batch(batches done, images done) is called after
-    each step (progress reporting); it must not synchronise. mix: MixUp/CutMix of each batch; train accuracy then
-    counts a prediction right when it is the mixed target's dominant class (its arg-max: the image with the larger
-    share), and train loss is the loss on the mixed targets. after_step(model): after each optimiser step (the
-    weight average's update)."""
+    each step (progress reporting); it must not synchronise. With step.mix, train accuracy counts a prediction
+    right when it is the mixed target's dominant class (its arg-max: the image with the larger share), and train
+    loss is the loss on the mixed targets."""
+    heads, criteria, optimizer, normalize = step.heads, step.criteria, step.optimizer, step.normalize
+    precision, scaler, mix, after_step = step.precision, step.scaler, step.mix, step.after_step
     device = precision.device
     model.train()
     loss_sum = torch.zeros((), device=device)

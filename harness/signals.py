@@ -1,5 +1,6 @@
-"""A trial stopped by NNI's assessor, `nnictl stop` or the user: it finishes the write it is in, records in the run
-folder that it was stopped and after which epoch, keeps its checkpoint, and exits at once.
+"""How a trial stops: SIGTERM or SIGINT (NNI's assessor, `nnictl stop`, the user) lets it finish the write it is
+in; it then records in the run folder that it was stopped and after which epoch (stopped.json), keeps its
+checkpoint, and exits at once.
 
 Both SIGTERM and SIGINT stop it so. NNI 3.0's local training service stops a trial with SIGINT and sends SIGKILL
 5 s later (nni_node/common/trial_keeper/process.js), so a write must finish within that; every write is a
@@ -8,23 +9,19 @@ from the user, other training services or schedulers; SIGINT is also Ctrl-C.
 
 Outside a write the signal interrupts the trial where it is (mid-batch: that epoch is lost, the last checkpoint is
 the previous epoch's); inside `protect()` it waits for the block to end. The trial then ends by the signal itself
-(harness.errors.EndBySignal): NNI shows it stopped (USER_CANCELED, or EARLY_STOPPED in remote reuse mode), not
+(harness.cli.EndBySignal): NNI shows it stopped (USER_CANCELED, or EARLY_STOPPED in remote reuse mode), not
 FAILED."""
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 import signal
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from harness.atomic import write_json
-from harness.errors import end_by_signal
+from harness.cli import end_by_signal
 
-STOPPED = "stopped.json"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -68,7 +65,8 @@ class StopSignal:
         finally:
             self.depth -= 1
         if not self.depth and self.pending is not None:
-            raise Stopped(self.pending)
+            signum, self.pending = self.pending, None  # raised once: a later protected block is not stopped by it
+            raise Stopped(signum)
 
 
 def quiet_half_built_loader(hook: Any) -> Any:
@@ -83,19 +81,3 @@ def quiet_half_built_loader(hook: Any) -> Any:
             return
         hook(info)
     return unraisable
-
-
-def stop_record(signal_name: str, records: list[dict[str, Any]], checkpoint: str | None) -> dict[str, Any]:
-    """What stopped.json says: the last epoch whose record, CSVs and checkpoint are complete."""
-    return {"stopped": True, "signal": signal_name,
-            "last_completed_epoch": records[-1]["epoch"] if records else 0,
-            "checkpoint": checkpoint, "at": datetime.datetime.now(datetime.UTC).isoformat()}
-
-
-def record_stop(folder: Path, signal_name: str, records: list[dict[str, Any]], checkpoint: str | None) -> None:
-    write_json(stop_record(signal_name, records, checkpoint), Path(folder) / STOPPED)
-
-
-def clear_stop(folder: Path) -> None:
-    """A resumed run is no longer stopped."""
-    (Path(folder) / STOPPED).unlink(missing_ok=True)

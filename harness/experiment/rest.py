@@ -1,0 +1,79 @@
+"""The few calls of NNI's REST API (the web UI's own) that following an experiment needs, and the decoding of what
+it returns: NNI keeps parameters and metrics as JSON strings inside JSON, and nothing it sends is trusted to have
+the shape this code expects (a malformed entry reads as absent)."""
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+TIMEOUT = 10  # seconds per request: a manager that stopped answering must not hang the follower
+
+
+class NniRest:
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.base = f"http://{host}:{port}/api/v1/nni"
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.base}/{path}", timeout=TIMEOUT) as response:
+            return json.load(response)
+
+    def status(self) -> dict[str, Any]:
+        found = self.get("check-status")
+        return found if isinstance(found, dict) else {}
+
+    def trials(self) -> list[dict[str, Any]]:
+        return [t for t in _list(self.get("trial-jobs")) if isinstance(t.get("trialJobId"), str)]
+
+    def trial(self, trial_id: str) -> dict[str, Any]:
+        found = self.get(f"trial-jobs/{urllib.request.quote(trial_id, safe='')}")
+        return found if isinstance(found, dict) else {}
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return [m for m in _list(self.get("metric-data")) if isinstance(m.get("trialJobId"), str)]
+
+    def experiment(self) -> dict[str, Any]:
+        found = self.get("experiment")
+        return found if isinstance(found, dict) else {}
+
+
+def _list(found: Any) -> list[dict[str, Any]]:
+    return [item for item in found if isinstance(item, dict)] if isinstance(found, list) else []
+
+
+def decoded(text: Any) -> Any:
+    """A value NNI stored as JSON, possibly JSON inside a JSON string (its metrics are); None when unreadable."""
+    for _ in range(2):
+        if not isinstance(text, str):
+            return text
+        try:
+            text = json.loads(text)
+        except ValueError:
+            return None
+    return text
+
+
+def parameter_record(trial: dict[str, Any]) -> dict[str, Any]:
+    """The manager's record of the parameter set it meant for a trial: {parameter_id, parameter_source,
+    parameters, parameter_index}; {} when it has none."""
+    entries = trial.get("hyperParameters")
+    record = decoded(entries[0]) if isinstance(entries, list) and entries else None
+    return record if isinstance(record, dict) and isinstance(record.get("parameters"), dict) else {}
+
+
+def parameters_of(trial: dict[str, Any]) -> dict[str, Any]:
+    return parameter_record(trial).get("parameters", {})
+
+
+def metric_default(data: Any) -> float | None:
+    """The tuner's number of a reported metric: its 'default', or the metric itself when it is a number."""
+    value = decoded(data)
+    value = value.get("default") if isinstance(value, dict) else value
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def final_default(trial: dict[str, Any]) -> float | None:
+    entries = trial.get("finalMetricData")
+    if isinstance(entries, list) and entries and isinstance(entries[0], dict):
+        return metric_default(entries[0].get("data"))
+    return None
