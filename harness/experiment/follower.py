@@ -13,6 +13,7 @@ from harness.data.labels import missing_tasks
 from harness.errors import UserError
 from harness.experiment.logs import cancel_reasons, read_text, tuner_failure
 from harness.experiment.rest import NniRest, final_default, metric_default, parameters_of
+from harness.experiment.rungs import read_stops, stop_line
 from harness.outputs.reading import find_run_of_trial, run_task
 from harness.outputs.soft_csv import EVAL_NAME
 
@@ -85,6 +86,7 @@ class Follower:
         self.rest, self.echo, self.manager_log, self.runs_dir = rest, echo, manager_log, runs_dir
         self.heartbeat_every, self.poll = heartbeat_every, poll
         self.reported: set[str] = set()
+        self.stops_shown = 0  # lines of the assessor's stop record already printed
 
     def report_ended(self, trials: list[dict[str, Any]]) -> None:
         ended = [t for t in trials if t.get("status") in FINISHED_TRIAL and t["trialJobId"] not in self.reported]
@@ -94,6 +96,15 @@ class Follower:
             self.reported.add(trial["trialJobId"])
             self.echo(describe(trial, reasons.get(trial["trialJobId"]),
                                ran_parameters(self.runs_dir, trial["trialJobId"])))
+
+    def report_stops(self) -> None:
+        """A line per stop the assessor recorded (<experiment>/log/assessor_stops.jsonl: ASHA's, with its rung)."""
+        if self.manager_log is None:
+            return
+        stops = read_stops(self.manager_log.parent)
+        for stop in stops[self.stops_shown:]:
+            self.echo(stop_line(stop))
+        self.stops_shown = max(self.stops_shown, len(stops))
 
     def check_tuner(self, trials: list[dict[str, Any]]) -> None:
         if self.manager_log is None or not all(t.get("status") in FINISHED_TRIAL for t in trials):
@@ -111,6 +122,7 @@ class Follower:
         while time.monotonic() < deadline:
             status = self.rest.status().get("status")
             trials = self.rest.trials()
+            self.report_stops()
             self.report_ended(trials)
             if status in FAILED_EXPERIMENT:
                 return status
