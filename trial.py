@@ -3,7 +3,8 @@
 Runs under `nnictl create --config config.yml`, or standalone: `python trial.py --model ecaresnet50t ...`.
 The flow (docs/trial.md, "How a trial runs"): parameters -> data -> run folder -> validation scheme -> hooks -> the
 epoch loop over the scheme's splits (train, validate, the hooks in order: dump rule, weight average, the scheme's
-writer, PBT, checkpoint, sinks) -> final result. This file only wires the parts; each lives in harness/ and models/."""
+writer, PBT, checkpoint, sinks; the final model's cost) -> final result. This file only wires the parts; each
+lives in harness/ and models/."""
 from __future__ import annotations
 
 import logging
@@ -29,6 +30,7 @@ from harness.params import FLAG_TYPES, TrialParams, parse_params
 from harness.signals import Stopped, StopSignal
 from harness.train.averaging import AverageHook, ema_enabled
 from harness.train.checkpoint import LAST, Checkpoint
+from harness.train.cost import CostHook
 from harness.train.population import Population, checked_folder
 from harness.validation import scheme_for
 from models import ModelError, create_model, require_known
@@ -88,6 +90,10 @@ def sinks(params: TrialParams, run: RunFolder, steps: int, key: str, records: li
         found.insert(1, NniReport(key, reserved=FLAG_TYPES))
     if params.tensorboard:
         found.append(TensorBoard(tensorboard_dir(run.path)))
+    if params.mlflow_uri:
+        from harness.outputs.mlflow_sink import MlflowSink  # mlflow is optional: imported only when asked for
+
+        found.append(MlflowSink(params.mlflow_uri, run.path))
     return found
 
 
@@ -99,7 +105,7 @@ def hooks(params: TrialParams, data: TrialData, run: RunFolder, scheme: Any, loo
                      {"model": params.model, "heads": data.heads, "img_size": params.img_size}, params.lr,
                      params.weight_decay)
     found = [DumpRule(params.dump_threshold), scheme.writer(), pbt, Checkpoint(run, params.checkpoint, loop.key),
-             Sinks(sinks(params, run, scheme.steps, loop.key, loop.records))]
+             Sinks(sinks(params, run, scheme.steps, loop.key, loop.records)), CostHook(run, params.folds, params.tta)]
     return found + ([AverageHook()] if ema_enabled(params.ema_decay) else [])
 
 

@@ -82,6 +82,7 @@ def test_single_label_folder_tree_without_validation(tmp_path):
     assert not list(run.glob("valid*.csv"))
     record = json.loads((run / "metrics.jsonl").read_text())
     assert record["val_acc"] is None
+    assert json.loads((run / "cost.json").read_text())["measured_on"] == "eval"  # no validation images to time
 
 
 @pytest.mark.parametrize("args, message", [

@@ -18,7 +18,7 @@ from harness.experiment.nnictl import free_port, start, stop
 from harness.experiment.rest import NniRest
 
 METRIC_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds",
-               "train_images_per_s", "dumped"}
+               "train_images_per_s", "dumped", "ended_at"}
 AVERAGE_SCORES = {"val_loss", "val_acc", "val_f1"}  # --ema_decay: raw_<score>, the trained weights' own scores
 
 
@@ -58,6 +58,8 @@ def check_run_folder(run: Path, data_dir: Path, epochs: int) -> dict:
         accuracy = (valid.iloc[:, 2:].to_numpy().argmax(1) == valid["label"].to_numpy()).mean()
         assert np.isclose(accuracy, record["val_acc"])
     assert {p.name for p in run.glob("*.csv")} == expected
+    cost = json.loads((run / "cost.json").read_text())  # the final model timed on the validation images
+    assert cost["ms_per_image"] > 0 and cost["parameters"] > 1000 and cost["measured_on"] == "validation"
     assert not [p for p in run.iterdir() if p.name.startswith(".")], "a temporary file was left behind"
     return params
 
@@ -70,7 +72,7 @@ def check_probabilities(probs: np.ndarray) -> None:
 # Starting a standalone trial and reading its records back, for the kill-and-resume tests.
 ROOT = Path(__file__).resolve().parents[1]
 # Wall-clock figures are the only fields a resumed epoch cannot share with an uninterrupted one.
-TIMING = {"seconds", "train_images_per_s"}
+TIMING = {"seconds", "train_images_per_s", "ended_at"}
 
 
 def trial(*args: str) -> subprocess.Popen:

@@ -9,7 +9,7 @@ predictor). The phases:
     after_step()            after every optimiser step: the hot path, keep it cheap (the weight average's update)
     after_epoch(epoch)      the epoch trained and validated; each hook adds to epoch.record or decides (epoch.dump)
     record_epoch(record)    the finished record: persisted, all under one stop-protection (checkpoint, sinks)
-    after_split()           the split's last epoch is done (PBT's member is saved)
+    after_split()           the split's last epoch is done (PBT's member is saved, the final model timed)
     after_train(best)       the run's final result (None when there is none)
 
 A new technique is one Hook subclass placed in ORDER (and in trial.py's list), or one validation scheme
@@ -33,6 +33,8 @@ ORDER = (
     "checkpoint",   # after every write of the epoch, before the sinks: a record NNI received has its checkpoint;
                     # restores (on resume) after every hook above has reset its state for the split
     "sinks",        # metrics.jsonl, NNI, the log line, TensorBoard
+    "cost",         # times the final model once its split is done: every write of the run comes first, so a stop
+                    # during the measure loses nothing but cost.json
 )
 
 

@@ -9,6 +9,7 @@ here, epoch by epoch, with the techniques acting through hooks (harness/fit/hook
     the scheme's final result -> after_train"""
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -101,7 +102,10 @@ class EpochLoop:
         step = fit.split.offset + number
         epoch = Epoch(number, step, result, val, epoch_record(step, result, val, fit.loaders.val_labels, fit.heads, lr))
         self.call("after_epoch", epoch)
-        epoch.record.update(dumped=epoch.dump, seconds=time.perf_counter() - started)
+        # ended_at: when, for views over several trials (the report's best score over time); text, so NNI's
+        # metric dict (numbers only) leaves it out.
+        epoch.record.update(dumped=epoch.dump, seconds=time.perf_counter() - started,
+                            ended_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"))
         fit.scheduler.step()
         with self.stop.protect():  # the record, its checkpoint and its sinks: all or none of them
             self.records.append(epoch.record)

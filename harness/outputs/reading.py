@@ -18,7 +18,7 @@ from typing import Any
 from harness.data.labels import CLASSIFICATIONS, csv_task
 from harness.errors import UserError, one_line
 
-PARAMS, METRICS, STOPPED = "params.json", "metrics.jsonl", "stopped.json"
+PARAMS, METRICS, STOPPED, COST = "params.json", "metrics.jsonl", "stopped.json", "cost.json"
 MAX_JSON_BYTES = 64 * 2**20  # a params.json or metrics.jsonl larger than this is not one a trial wrote
 # The numbers of a metrics.jsonl line that readers use: each must be a number or null.
 NUMBERS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds")
@@ -45,6 +45,7 @@ class Run:
     stopped: dict[str, Any] | None
     dumps: tuple[Dump, ...]
     notes: tuple[str, ...] = ()   # problems that did not stop the run from being read
+    cost: dict[str, Any] | None = None  # cost.json: ms_per_image, parameters (harness/train/cost.py)
 
     @property
     def name(self) -> str:
@@ -161,7 +162,25 @@ def read_run(folder: Path) -> Run:
         except UserError as error:
             # Still a stopped run: its epochs and dumps are worth showing, with the problem beside them.
             stopped, notes = {}, [str(error)]
-    return Run(folder, params, tuple(records), stopped, tuple(read_dumps(folder)), tuple(notes))
+    cost, note = read_cost(folder / COST)
+    notes += [note] if note else []
+    return Run(folder, params, tuple(records), stopped, tuple(read_dumps(folder)), tuple(notes),
+               cost)
+
+
+def read_cost(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """cost.json, checked: (its contents, None), (None, None) when absent, (None, the problem) when unusable."""
+    if not path.is_file():
+        return None, None
+    try:
+        cost = json_object(path, COST)
+    except UserError as error:
+        return None, str(error)
+    ms, parameters = cost.get("ms_per_image"), cost.get("parameters")
+    if not (_is_number(ms) and ms is not None and math.isfinite(ms) and ms > 0) or isinstance(parameters, bool) \
+            or not isinstance(parameters, int) or parameters < 0:
+        return None, f"{path}: expected a positive 'ms_per_image' and an integer 'parameters'"
+    return cost, None
 
 
 def find_runs(root: Path, what: str = "given to --from") -> list[Path]:

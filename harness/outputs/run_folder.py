@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import make_folder, remove_stale_temporaries, write_csv, write_json, write_jsonl
-from harness.outputs.reading import METRICS, PARAMS, STOPPED
+from harness.outputs.reading import COST, METRICS, PARAMS, STOPPED
 from harness.outputs.soft_csv import SoftTable, soft_csv_names
 
 
@@ -61,6 +61,10 @@ class RunFolder:
         """population.json: where a PBT trial's weights came from, the parent's last record and their score here
         before training."""
         write_json(inherited, self.path / "population.json")
+
+    def write_cost(self, cost: dict[str, Any]) -> None:
+        """cost.json: the final model's inference time per image and parameter count (harness/train/cost.py)."""
+        write_json(cost, self.path / COST)
 
     def write_metrics(self, records: list[dict[str, Any]]) -> None:
         write_jsonl(records, self.path / METRICS)

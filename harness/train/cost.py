@@ -1,0 +1,105 @@
+"""What a trained model costs to run: its inference time per image and its parameter count, measured once at the end
+of the run and kept in the run folder's cost.json (the report's Pareto view, the ensemble's --inference_budget).
+
+The time is the run's own predictor (test-time augmentation and averaged weights included) on the device the run
+trained on, over the first validation batches (at most MAX_IMAGES images, already loaded, so decoding and
+augmentation are not counted), the median of REPEATS passes after one warm-up batch. A run without validation
+images is timed on its eval images."""
+from __future__ import annotations
+
+import datetime
+import logging
+import statistics
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness.fit.hooks import Hook
+from harness.outputs.run_folder import RunFolder
+from harness.train.predictor import Predictor
+
+log = logging.getLogger("trial")
+MAX_IMAGES = 256  # enough batches for a stable time; bounded so that the measure costs seconds, not an epoch
+REPEATS = 3
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def first_batches(loader: Iterable, max_images: int = MAX_IMAGES) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The loader's first batches, up to max_images images, held in memory."""
+    batches, images = [], 0
+    for images_batch, labels in loader:
+        batches.append((images_batch, labels))
+        images += len(images_batch)
+        if images >= max_images:
+            break
+    return batches
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_per_image(predictor: Predictor, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Milliseconds per image of `predictor` over `batches`: the median of REPEATS passes after a warm-up batch."""
+    device = predictor.precision.device
+    predictor(batches[:1])  # the first pass pays for kernel selection and allocation, not the model
+    images = sum(len(batch[0]) for batch in batches)
+    passes = []
+    for _ in range(REPEATS):
+        _synchronize(device)
+        started = time.perf_counter()
+        predictor(batches)
+        _synchronize(device)
+        passes.append(time.perf_counter() - started)
+    return statistics.median(passes) * 1000 / images
+
+
+class CostHook(Hook):
+    """Measures the run's final model after its last split (K-fold: the last fold's model; each fold's is the same
+    architecture) and writes cost.json."""
+    name = "cost"
+
+    def __init__(self, run: RunFolder, last_split: int, tta: str) -> None:
+        self.run, self.last_split, self.tta = run, last_split, tta
+
+    def after_split(self) -> None:
+        fit = self.loop.fit
+        if fit is None or fit.split.number != self.last_split:
+            return
+        loader, images_of = (fit.loaders.val, "validation") if fit.loaders.val else (fit.loaders.eval, "eval")
+        if loader is None:
+            log.info("cost.json: no validation or eval images to time the model on")
+            return
+        batches = first_batches(loader)
+        if not batches:
+            return
+        cost = measure(fit.predictor, batches, images_of, self.tta)
+        with self.loop.stop.protect():
+            self.run.write_cost(cost)
+        log.info("inference %.3f ms per image on %s (%s, tta %s), %d parameters", cost["ms_per_image"],
+                 cost["device"], images_of, self.tta, cost["parameters"])
+
+
+def measure(predictor: Predictor, batches: list[tuple[torch.Tensor, torch.Tensor]], images_of: str,
+            tta: str) -> dict[str, Any]:
+    """cost.json's contents."""
+    device = predictor.precision.device
+    ms = time_per_image(predictor, batches)
+    model = predictor.average.module if predictor.average is not None else predictor.model
+    return {"ms_per_image": ms, "parameters": parameter_count(model), "device": device_name(device),
+            "images": sum(len(batch[0]) for batch in batches), "batch_size": len(batches[0][0]),
+            "measured_on": images_of, "tta": tta, "threads": torch.get_num_threads(),
+            "at": datetime.datetime.now(datetime.UTC).isoformat()}
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return "cpu"
