@@ -8,6 +8,7 @@ from typing import NoReturn
 
 import numpy as np
 
+from ensemble import budget
 from ensemble.blending import MEANS, blend, vote
 from ensemble.gathering import best_per_task, count_by_task, gather
 from ensemble.library import Library
@@ -118,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="selection rounds (default 25); the best-scoring prefix is kept")
     voting.add_argument("--metric", choices=tuple(METRICS), default="macro_f1",
                         help="validation score for --select and --top_k (default macro_f1)")
+    voting.add_argument("--inference_budget", type=budget.positive_ms, metavar="MS_PER_IMAGE",
+                        help="total inference milliseconds per image for the members (each run's cost.json): "
+                             "members beyond it are not chosen; with --select the selection stays within it, "
+                             "without it the best members by validation score that fit are blended")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTPUT",
                         help="submission CSV to write (ImageID,ans)")
     return parser
@@ -175,14 +180,46 @@ def selection_report(task: str, members: Sequence[Member], selection: Selection,
 
 def selected_weights(plan: dict[str, list[Member]], library: Library,
                      args: argparse.Namespace) -> dict[str, list[float]]:
+    """Per task, in the plan's order. Under --inference_budget each task selects within what the earlier tasks'
+    members left of it (a member chosen before costs nothing again)."""
     print(f"selection on validation ({args.metric}, {args.rounds} rounds, {args.mean} mean):")
-    weights = {}
+    weights, spent = {}, set()
+    costs = budget.costs_of([m for members in plan.values() for m in members]) if args.inference_budget else {}
     for task, members in plan.items():
         probs, labels = library.valid_votes(members, task)
-        selection = select_ensemble(probs, labels, args.rounds, args.metric, args.mean)
+        limits = {}
+        if args.inference_budget:
+            limits = {"costs": [0.0 if m.path in spent else costs[m.path] for m in members],
+                      "budget": args.inference_budget - budget.total_ms(spent, costs)}
+        try:
+            selection = select_ensemble(probs, labels, args.rounds, args.metric, args.mean, **limits)
+        except ValueError:
+            raise budget.nothing_fits(members, costs, args.inference_budget) from None
         print(selection_report(task, members, selection, args.metric))
         weights[task] = selection.counts.astype(float).tolist()
+        spent |= {m.path for m, count in zip(members, selection.counts) if count}
+    if args.inference_budget:
+        print(f"--inference_budget {args.inference_budget:g} ms/image: the chosen members take "
+              f"{budget.total_ms(spent, costs):.3f} ms/image")
     return weights
+
+
+def within_budget(members: list[Member], library: Library, args: argparse.Namespace) -> list[Member]:
+    """--inference_budget: only members whose run has a cost.json; without --select, the best that fit."""
+    costs = budget.costs_of(members)
+    known, note = budget.priced(members, costs)
+    if note:
+        print(note)
+    if not known:
+        raise budget.nothing_fits(members, costs, args.inference_budget)
+    if args.select:
+        return known
+    kept = budget.best_that_fit(known, costs, args.inference_budget,
+                                lambda member: library.valid_score(member, args.metric))
+    print(f"--inference_budget {args.inference_budget:g} ms/image: blending {len(kept)} of {len(known)} members, "
+          f"the best by validation {args.metric} that fit ({budget.total_ms({m.path for m in kept}, costs):.3f} "
+          f"ms/image)")
+    return kept
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_flags(args)
     library = Library(apply_softmax=args.softmax)
     members = explicit_members(args) + (gathered_members(args, library) if args.roots else [])
+    if args.inference_budget:
+        members = within_budget(members, library, args)
     by_task = {task: [m for m in members if m.task == task] for task in ALL_TASKS}
     plan = {task: merged(voters) for task, voters in vote_plan(by_task).items()}
     library.fix_multi_classes(by_task[MULTI], combined=MULTI not in plan)

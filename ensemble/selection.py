@@ -33,12 +33,15 @@ class Selection:
 
 
 def select_ensemble(candidates: Sequence[np.ndarray], labels: np.ndarray, rounds: int = 25,
-                    metric: str = "macro_f1", mean: Mean = "arithmetic") -> Selection:
+                    metric: str = "macro_f1", mean: Mean = "arithmetic", costs: Sequence[float] | None = None,
+                    budget: float | None = None) -> Selection:
     """Start from the empty ensemble; each round add (with replacement) the candidate whose addition scores best,
     the earliest candidate on ties. Keep the best-scoring prefix, the shortest on ties. Round one picks the best
     single candidate, so the result scores at least as well as it.
 
-    candidates: (rows, classes) validation probabilities, rows aligned with `labels`."""
+    candidates: (rows, classes) validation probabilities, rows aligned with `labels`. costs and budget
+    (--inference_budget): a candidate is added only while the summed cost of the distinct candidates picked stays
+    within the budget (picking one again costs nothing); ValueError when none fits at all."""
     if not candidates or rounds < 1:
         raise ValueError("selection needs at least one candidate and one round")
     score = METRICS[metric]
@@ -53,7 +56,11 @@ def select_ensemble(candidates: Sequence[np.ndarray], labels: np.ndarray, rounds
         predictions = np.argmax(total[None] + stack, axis=2)
         scores = np.array([score(labels, predicted, num_classes) for predicted in predictions])
         if not picks:
-            single_scores = scores
+            single_scores = scores.copy()
+        if budget is not None:
+            scores[~affordable(picks, costs, budget)] = -np.inf
+            if not np.isfinite(scores).any():
+                raise ValueError("no candidate fits the budget")
         best = int(np.argmax(scores))
         picks.append(best)
         trace.append(float(scores[best]))
@@ -61,3 +68,11 @@ def select_ensemble(candidates: Sequence[np.ndarray], labels: np.ndarray, rounds
     kept = int(np.argmax(trace)) + 1
     counts = np.bincount(picks[:kept], minlength=len(candidates))
     return Selection(counts=counts, score=trace[kept - 1], single_scores=single_scores, trace=tuple(trace))
+
+
+def affordable(picks: Sequence[int], costs: Sequence[float], budget: float) -> np.ndarray:
+    """Which candidates can be added: those already picked, and those whose cost fits what the picked leave."""
+    cost = np.asarray(costs, dtype=np.float64)
+    picked = np.zeros(len(cost), dtype=bool)
+    picked[list(set(picks))] = True
+    return picked | (cost[picked].sum() + cost <= budget + 1e-9)
