@@ -1,6 +1,7 @@
 """Run an NNI experiment to the end: start it with nnictl, follow its trials through NNI's REST API, summarise.
 
     python -m harness.experiment --config config.demo.yml [--data_dir data/demo] [--port 8080] [--stop]
+                                 [--warm_start nni_experiments/<earlier experiment>]
 
 `nnictl create --config config.yml` alone is the everyday way to start a search; this wrapper is for when you want
 to wait for the result (the demo, the tests, a script): it writes a copy of the config with its overrides into the
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from harness.cli import run_cli
 from harness.errors import UserError
+from harness.experiment import warm_start
 from harness.experiment.config import load_config, stage, trial_data_dir, with_overrides
 from harness.experiment.follower import DONE_EXPERIMENT, Follower, ensemble_hint, soft_csvs
 from harness.experiment.nnictl import free_port, port_is_free, remove_failed_start, start, stop
@@ -33,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpu", action="store_true",
                         help="run a GPU config (config.yml, config.hyperband.yml, ...) on a machine without GPUs")
     parser.add_argument("--stop", action="store_true", help="stop the experiment (and its web UI) at the end")
+    parser.add_argument("--warm_start", type=Path, metavar="EXP_DIR",
+                        help="seed the tuner with this earlier experiment's finished trials (their params.json and "
+                             "final results, through NNI's import-data): TPE and Anneal")
     parser.add_argument("trial_args", nargs=argparse.REMAINDER,
                         help="after --: more trial.py flags, appended to the trialCommand")
     return parser
@@ -53,6 +58,26 @@ def staged_config(args: argparse.Namespace) -> tuple[dict, Path]:
     return config, stage(config, args.config.stem)
 
 
+def warm_start_data(experiment_dir: Path, config: dict) -> warm_start.WarmStart:
+    """Checked before anything starts: the tuner can learn from imported trials, and some trial fits."""
+    warm_start.check_tuner(config)
+    space = warm_start.read_space(Path(config["searchSpaceFile"]))
+    return warm_start.trial_data(experiment_dir, space, str(config["trialCommand"]))
+
+
+def import_trials(rest: NniRest, warm: warm_start.WarmStart, experiment_dir: Path, tuner: str, log_dir: Path) -> None:
+    """Once NNI's tuner runs (the manager hands the import to it), the earlier trials through NNI's REST API."""
+    if not warm_start.tuner_started(log_dir):
+        raise UserError(f"--warm_start: NNI's tuner did not start (see {log_dir / 'dispatcher.log'}); the experiment "
+                        f"was stopped")
+    try:
+        rest.post("experiment/import-data", warm_start.encoded(warm), timeout=60)
+    except OSError as error:
+        raise UserError(f"--warm_start: NNI's manager did not take the import ({error}); the experiment was "
+                        f"stopped") from None
+    print(warm_start.import_summary(warm, experiment_dir, tuner))
+
+
 def summary(working_dir: Path, experiment_id: str, status: str, succeeded: int) -> list[Path]:
     csvs = soft_csvs(working_dir, experiment_id)
     print(f"experiment {experiment_id} {status}: {succeeded} trial(s) succeeded, {len(csvs)} eval soft CSVs under "
@@ -66,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config, staged = staged_config(args)
     working_dir = Path(config["experimentWorkingDirectory"])
+    try:
+        warm = warm_start_data(args.warm_start, config) if args.warm_start else None
+    except UserError:
+        staged.unlink(missing_ok=True)  # nothing was started
+        raise
     port = args.port if port_is_free(args.port) else free_port()
     if port != args.port:
         print(f"port {args.port} is taken: using {port}")
@@ -79,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
           f"web UI: http://localhost:{port} (no authentication: reach it through an SSH tunnel, "
           f"ssh -L {port}:localhost:{port} this-machine)")
     rest = NniRest(port)
+    if warm is not None:
+        try:
+            import_trials(rest, warm, args.warm_start, warm_start.tuner_name(config),
+                          working_dir / experiment_id / "log")
+        except UserError:
+            stop(experiment_id)  # asked for a warm start: a cold one would mislead
+            raise
     try:
         status = Follower(rest, manager_log=working_dir / experiment_id / "log" / "nnimanager.log",
                           runs_dir=working_dir / experiment_id).wait(args.timeout)

@@ -18,6 +18,13 @@ class NniRest:
         with urllib.request.urlopen(f"{self.base}/{path}", timeout=TIMEOUT) as response:
             return json.load(response)
 
+    def post(self, path: str, body: bytes, timeout: float = TIMEOUT) -> None:
+        """A JSON body to the manager (import-data, as `nnictl experiment import` posts it)."""
+        request = urllib.request.Request(f"{self.base}/{path}", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+
     def status(self) -> dict[str, Any]:
         found = self.get("check-status")
         return found if isinstance(found, dict) else {}
