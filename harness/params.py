@@ -98,6 +98,9 @@ class TrialParams:
                         ("val_acc", "val_f1"))
     tensorboard: bool = _flag(True, "per-epoch scalars for TensorBoard: $NNI_OUTPUT_DIR/tensorboard under NNI (its "
                                     "web UI's TensorBoard button), <run folder>/tensorboard standalone")
+    mlflow_uri: str = _flag("", "an MLflow tracking URI (file:///path for a local store, needs `pip install "
+                                "mlflow-skinny`): one MLflow run per trial, each epoch's record as metrics, "
+                                "params.json as params; empty: off", tunable=False)
     # Speed.
     cache: bool = _flag(True, "decode every image once into a shared memory-mapped cache")
     cache_dir: str = _flag("", "where the decoded-image cache lives; empty: $XDG_CACHE_HOME/nni-harness or "
