@@ -132,7 +132,7 @@ def test_the_table_shows_each_trials_best_epoch_scores_dumps_and_status(tmp_path
     code, stdout, err = report([exp], capsys)
     assert code == 0, err
     page = exp / "report" / "report.html"
-    assert f"wrote {page} (5 trials, 4 pictures" in stdout
+    assert f"wrote {page} (5 trials, 5 pictures" in stdout
     html = page.read_text()
     rows = by_trial(html)
     assert list(rows) == ["tE", "tA", "tB", "tC", "tD"]  # best val_acc first, the trial without epochs last
@@ -181,7 +181,8 @@ def test_every_picture_is_an_embedded_png_and_a_file_beside_the_page(tmp_path, c
     html = (exp / "report" / "report.html").read_text()
     sources = Tables(html).images
     files = sorted((exp / "report" / "figures").iterdir())
-    assert [f.name for f in files] == ["curves_age.png", "curves_mask.png", "curves_multi.png", "hyperparameters.png"]
+    assert [f.name for f in files] == ["curves_age.png", "curves_mask.png", "curves_multi.png", "hyperparameters.png",
+                                       "parallel_mask.png"]  # the only task with two scored trials
     embedded = []
     for source in sources:
         assert source.startswith("data:image/png;base64,")
@@ -192,7 +193,7 @@ def test_every_picture_is_an_embedded_png_and_a_file_beside_the_page(tmp_path, c
         assert f'href="figures/{name}"' in html
     from PIL import Image
 
-    with Image.open(files[-1]) as picture:
+    with Image.open(exp / "report" / "figures" / "hyperparameters.png") as picture:
         assert picture.width >= 1000  # four hyperparameters side by side, each readable
     assert not list((exp / "report").rglob(".*.tmp"))
 
@@ -338,6 +339,8 @@ def test_end_to_end_on_two_real_trials(demo_dir, tmp_path):
         assert row["dumps"] == "2 (epochs 1, 2)"
     assert re.findall(r"<h3>(\w+): ensemble macro_f1", html) == ["mask", "gender", "age"]
     images = Tables(html).images
-    assert len(images) == 4  # curves of mask and multi, hyperparameters, selection
+    assert len(images) == 6  # curves of mask and multi, hyperparameters, selection, score against time per task
     assert all(base64.b64decode(src.split(",", 1)[1]).startswith(PNG) for src in images)
-    assert len(list((exp / "report" / "figures").glob("*.png"))) == 4
+    assert {p.name for p in (exp / "report" / "figures").glob("pareto_*.png")} == {"pareto_mask.png",
+                                                                                  "pareto_multi.png"}
+    assert len(list((exp / "report" / "figures").glob("*.png"))) == 6

@@ -1,7 +1,9 @@
 """python -m harness.report EXPERIMENT_DIR [-o OUTPUT] [--select] [--metric val_acc|val_f1]
+python -m harness.report EXP_A EXP_B ... [-o OUTPUT] [--metric val_acc|val_f1]
 
 Writes one self-contained HTML page about an experiment's trials (pictures embedded), and the same pictures as
-PNGs in a figures/ folder beside it. Default: EXPERIMENT_DIR/report/report.html. Nothing is written inside a run
+PNGs in a figures/ folder beside it. Default: EXPERIMENT_DIR/report/report.html. With several experiments, a page
+that compares them (default: comparison-<A>-<B>.../report.html beside the first). Nothing is written inside a run
 folder, and every file appears whole or not at all."""
 from __future__ import annotations
 
@@ -16,13 +18,14 @@ from harness.atomic import atomic_open
 from harness.cli import run_cli
 from harness.errors import UserError
 from harness.outputs.reading import PARAMS
-from harness.report.runs import METRIC_NAMES, hyperparameters, read_experiment, tasks
+from harness.report.runs import METRIC_NAMES, Experiment, hyperparameters, read_experiment, tasks
 
 PROG = "python -m harness.report"
 FIGURES = "figures"
 # The report's own picture names: only these are ever removed from the figures folder (stale ones of a task or
 # a --select that this report no longer has).
-OWN_PICTURE = re.compile(r"(curves_\w+|hyperparameters|selection)\.png")
+OWN_PICTURE = re.compile(r"(curves_\w+|hyperparameters|selection|importance_\w+|parallel_\w+|pareto_\w+|"
+                         r"over_time_\w+)\.png")
 
 
 def positive_int(text: str) -> int:
@@ -34,9 +37,9 @@ def positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("experiment", type=Path, metavar="EXPERIMENT_DIR",
+    parser.add_argument("experiments", type=Path, metavar="EXPERIMENT_DIR", nargs="+",
                         help="an experiment's folder, nni_experiments/<experiment id> (its run folders hold "
-                             "params.json)")
+                             "params.json); several: a page that compares them")
     parser.add_argument("-o", "--output", type=Path, metavar="OUTPUT",
                         help="the HTML page to write (default: EXPERIMENT_DIR/report/report.html); the PNGs go "
                              "to figures/ beside it")
@@ -76,10 +79,44 @@ def write_pictures(pictures: dict, folder: Path) -> list[Path]:
     return written
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    output = args.output or args.experiment / "report" / "report.html"
-    experiment = read_experiment(args.experiment)  # first: its errors say more than check_output's
+def search_sections(experiment: Experiment, keys: list[str], metric: str) -> tuple[dict, list, dict]:
+    """(pictures, the sections of harness/report/sections.py, trial id -> the ASHA rung that stopped it)."""
+    from harness.experiment.rungs import read_rungs, read_stops
+    from harness.report import charts, sections
+    from harness.report.importance import importance
+    from harness.report.pareto import points
+
+    pictures: dict = {}
+    found, costs = {}, {}
+    for task in tasks(experiment.runs):
+        runs = [run for run in experiment.runs if run.task == task]
+        found[task] = importance(runs, keys, metric, task)
+        pictures[f"importance_{task}"] = charts.importance_chart(found[task]) if found[task] else None
+        pictures[f"parallel_{task}"] = charts.parallel_coordinates(runs, keys, metric, task)
+        costs[task] = points(runs, metric)
+        pictures[f"pareto_{task}"] = charts.pareto_chart(costs[task], metric, task)
+    try:
+        rungs = read_rungs(experiment.path / "checkpoint")
+    except UserError as error:
+        print(f"{PROG}: warning: {error}", file=sys.stderr)
+        rungs = None
+    stops = read_stops(experiment.path / "log")
+    parts = [sections.importance_section(found, pictures, FIGURES, experiment.runs),
+             sections.parallel_section(experiment.runs, pictures, FIGURES),
+             sections.pareto_section(costs, pictures, FIGURES, metric), sections.asha_section(rungs, stops)]
+    return pictures, parts, {str(stop["trial"]): int(stop["rung"]) for stop in stops}
+
+
+def write_page(html: str, pictures: dict, output: Path) -> int:
+    written = write_pictures(pictures, output.parent / FIGURES)
+    with atomic_open(output, "w", encoding="utf-8") as handle:
+        handle.write(html)
+    return len(written)
+
+
+def one_experiment(args: argparse.Namespace, generated: str) -> int:
+    output = args.output or args.experiments[0] / "report" / "report.html"
+    experiment = read_experiment(args.experiments[0])  # first: its errors say more than check_output's
     check_output(output)
     for note in experiment.notes:
         print(f"{PROG}: warning: {note}", file=sys.stderr)
@@ -94,14 +131,43 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     keys, _ = hyperparameters(experiment.runs)
     pictures = all_pictures(experiment.runs, tasks(experiment.runs), keys, args.metric, selections or ())
-    written = write_pictures(pictures, output.parent / FIGURES)
-    generated = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    html = render(experiment, args.metric, pictures, FIGURES, generated, selections)
-    with atomic_open(output, "w", encoding="utf-8") as handle:
-        handle.write(html)
-    print(f"wrote {output} ({len(experiment.runs)} trials, {len(written)} pictures, also in "
-          f"{output.parent / FIGURES})")
+    more, parts, stopped_at = search_sections(experiment, keys, args.metric)
+    pictures.update(more)
+    html = render(experiment, args.metric, pictures, FIGURES, generated, selections, parts, stopped_at)
+    written = write_page(html, pictures, output)
+    print(f"wrote {output} ({len(experiment.runs)} trials, {written} pictures, also in {output.parent / FIGURES})")
     return 0
+
+
+def comparison(args: argparse.Namespace, generated: str) -> int:
+    from harness.report.compare import MAX_EXPERIMENTS, comparison_pictures, read_side, render_comparison
+
+    paths = args.experiments
+    if len(paths) > MAX_EXPERIMENTS:
+        raise UserError(f"{len(paths)} experiments given: a comparison takes at most {MAX_EXPERIMENTS}")
+    names = [path.resolve().name for path in paths]
+    if len(set(names)) != len(names):
+        raise UserError(f"an experiment folder name is given twice ({', '.join(names)}): compare different ones")
+    if args.select:
+        raise UserError("--select is for one experiment's report: give one EXPERIMENT_DIR")
+    sides = [read_side(read_experiment(path)) for path in paths]
+    output = args.output or paths[0].resolve().parent / f"comparison-{'-'.join(names)}" / "report.html"
+    check_output(output)
+    for side in sides:
+        for note in side.experiment.notes:
+            print(f"{PROG}: warning: {side.experiment.path.name}: {note}", file=sys.stderr)
+    pictures = comparison_pictures(sides, args.metric)
+    written = write_page(render_comparison(sides, args.metric, pictures, FIGURES, generated), pictures, output)
+    print(f"wrote {output} ({len(sides)} experiments, {written} pictures, also in {output.parent / FIGURES})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    generated = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    if len(args.experiments) > 1:
+        return comparison(args, generated)
+    return one_experiment(args, generated)
 
 
 if __name__ == "__main__":

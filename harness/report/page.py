@@ -94,12 +94,16 @@ def dumps_text(run: Run) -> str:
     return f"{len(run.dumps)} (epoch{'s' if len(epochs) > 1 else ''} {shown})"
 
 
-def trial_rows(runs: Sequence[Run], keys: Sequence[str], metric: str) -> list[str]:
+def trial_rows(runs: Sequence[Run], keys: Sequence[str], metric: str,
+               stopped_at: Mapping[str, int] | None = None) -> list[str]:
+    """stopped_at: trial id -> the ASHA rung that stopped it."""
     rows = []
     for rank, run in enumerate(ranked(runs, metric), start=1):
         best = best_epoch(run, metric)
         done = run.records[-1]["epoch"] if run.records else 0
         state = status(run)
+        if run.trial_id in (stopped_at or {}):
+            state += f", ASHA's {stopped_at[run.trial_id]}-epoch rung"
         cells = [
             cell(str(rank), "num"),
             # The run folder's name only on hover: it would double the table's width (the members tables show it).
@@ -111,6 +115,8 @@ def trial_rows(runs: Sequence[Run], keys: Sequence[str], metric: str) -> list[st
             *(cell(number(best.get(name)) if best else "—", "num score" if name == metric else "num")
               for name in ("val_acc", "val_f1")),
             cell(escape(dumps_text(run))),
+            cell(f"{run.cost['ms_per_image']:.3f}" if run.cost else "—", "num"),
+            cell(f"{run.cost['parameters'] / 1e6:.2f}M" if run.cost else "—", "num"),
             *(cell(escape(setting(param_value(run, key))), "num" if isinstance(param_value(run, key), (int, float))
                    else "") for key in keys),
         ]
@@ -118,18 +124,21 @@ def trial_rows(runs: Sequence[Run], keys: Sequence[str], metric: str) -> list[st
     return rows
 
 
-def trials_section(experiment: Experiment, metric: str) -> str:
+def trials_section(experiment: Experiment, metric: str, stopped_at: Mapping[str, int] | None = None) -> str:
     runs = experiment.runs
     keys, constant = hyperparameters(runs)
     headers = [("#", "num"), ("trial", ""), ("task", ""), ("status", ""), ("epochs", "num"), ("best epoch", "num"),
-               ("val acc", "num"), ("val macro-F1", "num"), ("dumps", ""), *((key, "") for key in keys)]
+               ("val acc", "num"), ("val macro-F1", "num"), ("dumps", ""), ("ms/img", "num"), ("params", "num"),
+               *((key, "") for key in keys)]
     same = ""
     if constant:
         items = ", ".join(f"<code>{escape(key)}</code> {escape(setting(value))}" for key, value in constant.items())
         same = f"<details><summary>Same in every trial ({len(constant)} settings)</summary><p>{items}</p></details>"
     return (f"<h2>Trials</h2><p>Best epoch by <b>{escape(metric)}</b>; the scores are that epoch's. Best trial first. "
             f"Hyperparameter columns: the settings that differ between trials.</p>"
-            f"{table(headers, trial_rows(runs, keys, metric))}<p class=\"sub\">{STATUS_NOTE}</p>{same}")
+            f"{table(headers, trial_rows(runs, keys, metric, stopped_at))}<p class=\"sub\">{STATUS_NOTE} "
+            f"ms/img and params: the final model's inference time per image and parameter count (cost.json).</p>"
+            f"{same}")
 
 
 def image(picture: Picture | None, folder: str) -> str:
@@ -250,8 +259,11 @@ def notes_section(experiment: Experiment) -> str:
 
 
 def render(experiment: Experiment, metric: str, pictures: Mapping[str, Picture | None], figures_folder: str,
-           generated: str, selections: Sequence[Any] | None = None) -> str:
-    """The whole page. figures_folder: where the PNGs are, relative to the page (for the captions' links)."""
+           generated: str, selections: Sequence[Any] | None = None, search: Sequence[str] = (),
+           stopped_at: Mapping[str, int] | None = None) -> str:
+    """The whole page. figures_folder: where the PNGs are, relative to the page (for the captions' links);
+    search: the sections of harness/report/sections.py, after the hyperparameters; stopped_at: trial id -> the
+    ASHA rung that stopped it."""
     name = experiment.path.resolve().name
     body = [
         f"<h1>Experiment {escape(name)}</h1>",
@@ -259,14 +271,20 @@ def render(experiment: Experiment, metric: str, pictures: Mapping[str, Picture |
         f"{escape(metric)}</p>",
         f"<p>{summary(experiment, metric)}</p>",
         notes_section(experiment),
-        trials_section(experiment, metric),
+        trials_section(experiment, metric, stopped_at),
         curves_section(experiment, pictures, figures_folder),
         hyperparameter_section(experiment, pictures, figures_folder, metric),
+        *search,
         members_section(experiment, metric),
     ]
     if selections is not None:
         body.append(selection_section(selections, pictures, figures_folder))
+    return document(f"Experiment {name}: report", body)
+
+
+def document(title: str, body: Sequence[str]) -> str:
+    """A whole HTML page around the body's parts."""
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>Experiment {escape(name)}: report</title><style>{STYLE}</style></head>\n"
+            f"<title>{escape(title)}</title><style>{STYLE}</style></head>\n"
             f"<body>\n{''.join(body)}\n</body></html>\n")
