@@ -46,6 +46,8 @@ def _axis_position(values: Sequence[Any]) -> tuple[list[float], list[float], lis
         low, high = min(scaled), max(scaled)
         span = (high - low) or 1.0
         ticks = [low, (low + high) / 2, high] if high > low else [low]
+        if not log and len(set(xs)) <= 6 and all(x.is_integer() for x in xs):  # batch sizes: a tick per value
+            ticks = sorted(set(xs))
         return ([(s - low) / span for s in scaled], [(t - low) / span for t in ticks],
                 [f"{(10 ** t if log else t):.3g}" for t in ticks])
     categories = sorted({str(v) for v in values})
@@ -135,7 +137,7 @@ def best_over_time(curves: Mapping[str, Sequence[tuple[float, float]]], tuners: 
                 minutes, best = zip(*[(t / 60, s) for t, s in curve])
                 axes.step(minutes, best, where="post", color=colours[tuners[experiment]], linewidth=1.8,
                           label=_plain(f"{experiment} ({tuners[experiment]})"))
-        axes.set(xlabel="minutes since the experiment's first trial started", ylabel=f"best {metric} so far",
+        axes.set(xlabel="minutes since the experiment started", ylabel=f"best {metric} so far",
                  title=f"{task}: best {metric} over time, per experiment (colour: tuner)")
         axes.grid(alpha=0.3)
         figure.legend(loc="outside right upper", frameon=False, title="experiment (tuner)")
