@@ -151,7 +151,7 @@ def test_the_curve_is_the_best_so_far_from_the_start(tmp_path):
     write_trial(exp, "a", {"lr": 0.001}, [0.5, 0.7])           # epochs end at 1 and 2 minutes
     write_trial(exp, "b", {"lr": 0.002}, [0.6, 0.65], minutes=1.5)  # at 2.5 and 3.5 minutes
     nni_profile(exp, {"name": "TPE"})
-    assert curve(read_side(read_experiment(exp)), "val_acc", "multi") == [(60.0, 0.5), (120.0, 0.7)]
+    assert curve(read_side(read_experiment(exp)), "val_acc", "multi") == [(60.0, 0.5), (120.0, 0.7), (210.0, 0.7)]
 
 
 @pytest.mark.parametrize("extra, needle", [([], "given twice"), (["--select"], "--select is for one experiment")])

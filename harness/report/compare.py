@@ -102,7 +102,8 @@ def start_of(side: Side) -> float | None:
 
 
 def curve(side: Side, metric: str, task: str) -> list[tuple[float, float]]:
-    """(seconds since the start, the best score of any epoch so far), one point per improvement."""
+    """(seconds since the start, the best score of any epoch so far), one point per improvement and one at the last
+    epoch (the line runs on to where the experiment's records end)."""
     start = start_of(side)
     events = sorted((t, record.get(metric)) for run in side.experiment.runs if run.task == task
                     for t, record in zip(epoch_times(run), run.records)
@@ -112,6 +113,8 @@ def curve(side: Side, metric: str, task: str) -> list[tuple[float, float]]:
         if best is None or value > best:
             best = value
             points.append((when - start, value))
+    if points and events[-1][0] - start > points[-1][0]:
+        points.append((events[-1][0] - start, best))
     return points
 
 
@@ -139,10 +142,11 @@ def summary_rows(sides: Sequence[Side], metric: str) -> list[str]:
 
 def trial_text(run: Run, metric: str, keys: Sequence[str]) -> str:
     best = best_epoch(run, metric)
-    settings = ", ".join(f"{key} {setting(param_value(run, key))}" for key in keys)
+    settings = ", ".join(f"{key} {setting(param_value(run, key))}" for key in keys
+                         if param_value(run, key) is not None)
     cost = f", {run.cost['ms_per_image']:.2f} ms/img" if run.cost else ""
     return (f"<b>{number(score(run, metric))}</b> {escape(run.trial_id)} (epoch {best['epoch'] if best else '—'}"
-            f"{escape(cost)})<div class=\"run\">{escape(settings)}</div>")
+            f"{escape(cost)})<div class=\"run settings\">{escape(settings)}</div>")
 
 
 def side_by_side(sides: Sequence[Side], metric: str, task: str) -> str:

@@ -30,6 +30,7 @@ tbody tr:nth-child(even) { background: #fafafa; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.score { font-weight: 600; }
 .run { font-size: 12px; color: #666; }
+.settings { white-space: normal; min-width: 16em; max-width: 30em; }
 .status-succeeded { color: #176b2c; }
 .status-stopped { color: #9a5b00; }
 .status-running { color: #1f4fa0; }
