@@ -22,6 +22,7 @@ from harness.fit.setup import FitSetup, load_data, prepare_machine
 from harness.outputs.reading import METRICS, PARAMS, read_metrics, read_params, record_of
 from harness.outputs.run_folder import RunFolder
 from harness.outputs.soft_csv import SoftTable, csv_labels, csv_probs
+from harness.params import MAX_WORKERS
 from harness.train.checkpoint import weights_for_prediction
 from harness.train.precision import seed_everything
 from harness.train.tta import TTA
@@ -29,7 +30,6 @@ from harness.validation.holdout import holdout_split
 from models import ModelError, create_model
 
 log = logging.getLogger("trial")
-MAX_WORKERS = 64
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,11 +16,18 @@ from typing import Any
 from harness.cli import EndBySignal, run_cli, without_teardown
 from harness.data.labels import csv_task
 from harness.errors import UserError
-from harness.experiment.runtime import next_parameters, parameter_set_id, sequence_id, trial_identity, under_nni
+from harness.experiment.runtime import (
+    ManagerWatch,
+    next_parameters,
+    parameter_set_id,
+    sequence_id,
+    trial_identity,
+    under_nni,
+)
 from harness.fit.dump_rule import DumpRule
 from harness.fit.hooks import Hook
 from harness.fit.loop import EpochLoop
-from harness.fit.resume import resumed_run
+from harness.fit.resume import check_same_data, resumed_run
 from harness.fit.setup import FitSetup, TrialData, load_data, prepare_machine
 from harness.outputs.records import default_key
 from harness.outputs.run_folder import RunFolder, run_folder_name
@@ -59,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run_trial(argv, received, params, stop)
     except Stopped as stopped:  # while loading the data: nothing was written yet
-        log.info("stopped by %s before the run folder was made: nothing was written", stopped)
+        log.info("stopped by %s before training started: nothing was written", stopped)
         raise EndBySignal(stopped.signum) from None
 
 
@@ -79,15 +86,18 @@ def description(params: TrialParams, data: TrialData, scheme: Any, ids: tuple[st
             "output_dir": str(Path(params.output_dir).resolve()), "experiment_id": ids[0], "trial_id": ids[1],
             "parameter_id": sequence_id(), "nni_parameter_set": parameter_set_id(), "nni_parameters": received,
             "num_classes": data.num_classes, "class_names": data.train_set.class_names[csv_task(data.task)],
-            "heads": data.heads, "validation": scheme.describe(), "data_layout": data.train_set.layout, "argv": argv}
+            "heads": data.heads, "validation": scheme.describe(), "data_layout": data.train_set.layout,
+            "data_fingerprint": data.fingerprint, "argv": argv}
 
 
-def sinks(params: TrialParams, run: RunFolder, steps: int, key: str, records: list) -> list[EpochSink]:
-    found: list[EpochSink] = [MetricsFile(run, records), LogLine(steps, key)]
+def sinks(params: TrialParams, run: RunFolder, loop: EpochLoop, steps: int) -> list[EpochSink]:
+    found: list[EpochSink] = [MetricsFile(run, loop.records), LogLine(steps, loop.key)]
     if under_nni():  # standalone, NNI's reports would only log what LogLine logs
-        found.insert(1, NniReport(key, reserved=FLAG_TYPES))
+        found.insert(1, NniReport(loop.key, reserved=FLAG_TYPES))
     if params.tensorboard:
         found.append(TensorBoard(tensorboard_dir(run.path)))
+    if under_nni():  # last: the epoch is on record everywhere before a trial whose manager died stops
+        found.append(ManagerWatch(loop.stop))
     return found
 
 
@@ -99,7 +109,7 @@ def hooks(params: TrialParams, data: TrialData, run: RunFolder, scheme: Any, loo
                      {"model": params.model, "heads": data.heads, "img_size": params.img_size}, params.lr,
                      params.weight_decay)
     found = [DumpRule(params.dump_threshold), scheme.writer(), pbt, Checkpoint(run, params.checkpoint, loop.key),
-             Sinks(sinks(params, run, scheme.steps, loop.key, loop.records))]
+             Sinks(sinks(params, run, loop, scheme.steps))]
     return found + ([AverageHook()] if ema_enabled(params.ema_decay) else [])
 
 
@@ -109,9 +119,10 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
     require_known(params.model)  # imports timm: only once the cheap checks passed
     data = load_data(params)  # everything that can fail on the user's data fails before anything is written
     run, *ids = resumed[1:] if resumed else new_run(params)
-    run.claim()
     loop = None
     try:
+        run.claim()  # one writer per run folder: a second one waits a little, then refuses
+        check_same_data(run.path, data.fingerprint)  # a run continued from last.pt needs the data it started with
         scheme = scheme_for(params, data, run)
         if not resumed:
             run.write_params(description(params, data, scheme, tuple(ids), received, argv))
@@ -130,7 +141,9 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
         # NNI takes no final result from a stopped trial: none is reported. The checkpoint stays for a resume.
         records = loop.records if loop else []
         with stop.protect():
-            if not records and not resumed and run.discard_if_unused():
+            if not run.claimed:  # the folder is another process's: nothing of this one is in it
+                log.info("stopped by %s before training started: nothing was written", stopped)
+            elif not records and not resumed and run.discard_if_unused():
                 log.info("stopped by %s before the first epoch ended: removed %s", stopped, run.path)
             else:
                 run.record_stop(str(stopped), records, LAST if params.checkpoint == "last" else None)

@@ -20,6 +20,15 @@ from harness.train.optim import OPTIMIZERS, SCHEDULERS
 from harness.train.tta import TTA
 
 TRUE_WORDS = {"true", "1", "yes", "on"}
+# Upper bounds of the values that could exhaust the machine (memory, processes, threads, time) or break a library.
+MAX_BATCH_SIZE = 4096
+MAX_IMG_SIZE = 2048       # pixels a side: a 16-image batch of 2048 px is 0.8 GB of float input already
+MAX_EPOCHS = 10_000
+MAX_WORKERS = 64          # DataLoader processes
+MAX_CPU_THREADS = 1024
+MAX_FOLDS = 100
+MAX_BUDGET_UNIT = 1000.0  # epochs per unit of TRIAL_BUDGET
+SEED_LIMIT = 2**32        # numpy's seeds are 32-bit
 FALSE_WORDS = {"false", "0", "no", "off"}
 
 
@@ -48,6 +57,9 @@ class TrialParams:
     epochs: int = _flag(20, "training epochs")
     # Data.
     data_dir: str = _flag("data/mask", "data set root holding train/ (and eval/ for predictions)", tunable=False)
+    allow_outside_links: bool = _flag(False, "read images that symbolic links in the data set lead to outside "
+                                             "--data_dir (paths that climb out with '..' are always refused)",
+                                      tunable=False)
     output_dir: str = _flag("nni_experiments", "root of the run folders: <output_dir>/<experiment>/<run>/",
                             tunable=False)
     img_size: int = _flag(224, "square side the images are resized to")
@@ -190,6 +202,9 @@ def budget_epochs(budget: Any, epochs_per_unit: float) -> int:
 def merge_parameters(flags: Mapping[str, Any], tuned: Mapping[str, Any] | None) -> TrialParams:
     """The flags, with NNI's choice (if any) over them. An unknown key or a wrong type stops the trial at once."""
     merged = dict(flags)
+    if tuned is not None and not isinstance(tuned, Mapping):  # NNI's REST API takes any JSON as a parameter set
+        raise UserError(f"NNI's parameters must be a JSON object of search-space keys, got a "
+                        f"{type(tuned).__name__}: {str(tuned)[:80]}")
     tuned = dict(tuned or {})
     budget = tuned.pop(TRIAL_BUDGET, None)
     for key, value in tuned.items():
@@ -201,8 +216,8 @@ def merge_parameters(flags: Mapping[str, Any], tuned: Mapping[str, Any] | None) 
                             f"config's trialCommand (--{key}), never by the tuner")
         merged[key] = coerce(key, value)
     if budget is not None:
-        if not merged["budget_unit"] > 0:
-            raise UserError(f"budget_unit must be above 0, got {merged['budget_unit']!r}")
+        if not 0 < merged["budget_unit"] <= MAX_BUDGET_UNIT:
+            raise UserError(f"budget_unit must be in (0, {MAX_BUDGET_UNIT:g}], got {merged['budget_unit']!r}")
         merged["epochs"] = budget_epochs(budget, merged["budget_unit"])
     params = TrialParams(**merged)
     check(params)
@@ -218,17 +233,19 @@ def check(params: TrialParams) -> None:
             raise UserError(f"{f.name} must be one of {', '.join(choices)}, got {value!r}")
     ranges = {
         # BatchNorm cannot normalise a batch of one image in training.
-        "batch_size": (params.batch_size >= 2, "at least 2 (BatchNorm cannot train on batches of one image)"),
-        "seed": (params.seed >= 0, "0 or more"),
-        "epochs": (params.epochs >= 1, "at least 1"),
+        "batch_size": (2 <= params.batch_size <= MAX_BATCH_SIZE,
+                       f"at least 2 (BatchNorm cannot train on batches of one image) and at most {MAX_BATCH_SIZE}"),
+        "seed": (0 <= params.seed < SEED_LIMIT, f"in 0..{SEED_LIMIT - 1} (numpy's seeds are 32-bit)"),
+        "epochs": (1 <= params.epochs <= MAX_EPOCHS, f"in 1..{MAX_EPOCHS}"),
         "lr": (params.lr > 0, "above 0"),
         "weight_decay": (params.weight_decay >= 0, "0 or more"),
         "momentum": (0 <= params.momentum < 1, "in [0, 1)"),
-        "img_size": (params.img_size >= 16, "at least 16"),
+        "img_size": (16 <= params.img_size <= MAX_IMG_SIZE, f"in 16..{MAX_IMG_SIZE}"),
         "crop": (0 < params.crop <= 1, "in (0, 1]"),
         "val_ratio": (0 <= params.val_ratio < 1, "in [0, 1)"),
-        "num_workers": (params.num_workers >= 0, "0 or more"),
-        "cpu_threads": (params.cpu_threads >= 0, "0 or more (0: one per core)"),
+        "num_workers": (0 <= params.num_workers <= MAX_WORKERS, f"in 0..{MAX_WORKERS}"),
+        "cpu_threads": (0 <= params.cpu_threads <= MAX_CPU_THREADS, f"in 0..{MAX_CPU_THREADS} (0: one per core)"),
+        "budget_unit": (0 < params.budget_unit <= MAX_BUDGET_UNIT, f"in (0, {MAX_BUDGET_UNIT:g}]"),
         "dump_threshold": (0 <= params.dump_threshold <= 1, "in [0, 1]"),
         "mixup": (params.mixup >= 0, "0 or more (0: off)"),
         "cutmix": (params.cutmix >= 0, "0 or more (0: off)"),
@@ -250,8 +267,8 @@ def check(params: TrialParams) -> None:
 
 def check_folds(params: TrialParams) -> None:
     """What K-fold (--folds > 1) cannot be combined with, each for a reason a user can act on."""
-    if params.folds < 1:
-        raise UserError(f"folds must be at least 1, got {params.folds}")
+    if not 1 <= params.folds <= MAX_FOLDS:
+        raise UserError(f"folds must be in 1..{MAX_FOLDS}, got {params.folds}")
     if params.folds == 1:
         return
     if params.checkpoint == "best":

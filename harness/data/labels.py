@@ -39,11 +39,12 @@ def mask_label(stem: str) -> int:
                         f"{', '.join(MASK_STEMS)}") from None
 
 
-def gender_label(gender: str) -> int:
+def gender_label(gender: str, where: str = "") -> int:
+    """where: the file and row it comes from, for the message."""
     try:
         return GENDERS[gender.strip().lower()]
     except (KeyError, AttributeError):
-        raise UserError(f"gender {gender!r} is not male or female") from None
+        raise UserError(f"{where + ': ' if where else ''}gender {gender!r} is not male or female") from None
 
 
 OLD_AGE = 60  # the contest's first age of the oldest class; validation always keeps it

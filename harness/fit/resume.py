@@ -28,6 +28,21 @@ def resumed_run(run_dir: str) -> tuple[TrialParams, RunFolder, str, str]:
     return params, RunFolder.at(folder), str(ids[0]), str(ids[1])
 
 
+def check_same_data(folder: Path, fingerprint: str) -> None:
+    """A run that continues from its last.pt (--resume, or NNI re-running the trial) must read the data set it
+    started with: its validation split, its classes and its soft CSVs' rows depend on it (params.json's
+    data_fingerprint; a run folder without one predates it and is not checked)."""
+    if not (folder / LAST).is_file() or not (folder / PARAMS).is_file():
+        return
+    recorded = read_params(folder / PARAMS)
+    before = recorded.get("data_fingerprint")
+    if before is not None and before != fingerprint:
+        raise UserError(f"{folder}: the data set in {recorded.get('data_dir', 'its data_dir')} changed since the "
+                        f"run started (data fingerprint {before} in {PARAMS}, {fingerprint} now: images, labels or "
+                        f"eval images were added, removed or renamed), so its validation split would differ: "
+                        f"continue it on the data it started with, or start a new run")
+
+
 def recorded_params(recorded: dict[str, Any], folder: Path, **overrides: Any) -> TrialParams:
     """The TrialParams a run folder's params.json describes, with `overrides` over them; a recorded value of the
     wrong type or out of range is a UserError naming the file."""

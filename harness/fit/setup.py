@@ -16,7 +16,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from harness.data.labels import csv_task
-from harness.data.layouts import EvalSet, TrainSet, load_eval, load_train
+from harness.data.layouts import EvalSet, TrainSet, data_fingerprint, load_eval, load_train
 from harness.data.loaders import Loaders, LoaderSettings, build_loaders
 from harness.data.transforms import Normalizer
 from harness.outputs.progress import EpochProgress
@@ -50,11 +50,17 @@ class TrialData:
         """Columns of the run's soft CSVs."""
         return self.train_set.num_classes(csv_task(self.task))
 
+    @property
+    def fingerprint(self) -> str:
+        """What the split and the soft CSVs' rows depend on (params.json's data_fingerprint)."""
+        return data_fingerprint(self.train_set, self.eval_set)
+
 
 def load_data(params: TrialParams) -> TrialData:
     """Everything that can fail on the user's data fails here, before anything is written or decoded."""
     task = params.classification  # the search-space key 'classification' names the task
-    train_set, eval_set = load_train(params.data_dir), load_eval(params.data_dir)
+    train_set = load_train(params.data_dir, params.allow_outside_links)
+    eval_set = load_eval(params.data_dir, params.allow_outside_links)
     # --old_age moves the 60+ class's first age in the training labels only: validation keeps the contest's rule,
     # so validation scores (and the validation CSVs' labels) stay comparable across trials.
     return TrialData(task, train_set, eval_set, train_set.heads(task), train_set.head_labels(task),

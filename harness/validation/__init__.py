@@ -7,6 +7,8 @@ A scheme has:
     steps                    NNI's intermediate results over the run (K-fold: epochs of every fold)
     splits(done)             the splits to train, continuing after `done` completed steps (a resume)
     writer()                 the hook that writes an epoch's outputs (placed at "writer" in harness/fit/hooks.ORDER)
+    discard_unrecorded(done) removes soft CSVs that `done` completed steps do not account for (a kill between a
+                             dump and its checkpoint), returning their names
     finish(records, key)     the run's final record (K-fold: after assembling its out-of-fold CSVs)
     partial(records, key)    the final record when training stopped early (a diverged loss)
 
