@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.data.data_folder import DataFolder
 from harness.data.labels import (
     AGE_TASKS,
     CLASS_NAMES,
@@ -29,7 +30,6 @@ from harness.data.labels import (
     mask_label,
     multi_label,
 )
-from harness.data.data_folder import DataFolder
 from harness.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ def checked_ages(table: pd.DataFrame, csv_path: Path) -> np.ndarray:
     wrong = ~np.isfinite(as_float) | (as_float < 0) | (as_float > MAX_AGE)
     if wrong.any():
         row = int(wrong.argmax())
-        raise UserError(f"{csv_path} row {row + 2}: age {table['age'].iloc[row]!r} is not an age: expected a number "
+        raise UserError(f"{csv_path} row {row + 2}: age {table['age'].iloc[row]!r} is not a number "
                         f"of years in 0..{MAX_AGE}")
     return ages
 
