@@ -17,7 +17,7 @@ import pickle
 import random
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import torch
@@ -78,11 +78,35 @@ def restore_rng_states(loader: DataLoader, states: dict[str, Any]) -> None:
         part.py_random.setstate(py_random)
 
 
+class RecordingWriter:
+    """A file's write and flush for torch.save, keeping the first OSError: torch's zip writer swallows it and
+    reports 'unexpected pos' instead, which would hide a full disk."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle, self.error = handle, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
 def save(data: dict[str, Any], path: Path) -> None:
-    """Written whole or not at all; a full disk is one line (DiskFull) and the previous file stays. Through a file
-    object, so that the disk's OSError reaches atomic_path: given a path, torch reports it as 'unexpected pos'."""
+    """Written whole or not at all; a full disk is one line (DiskFull, from atomic_path) and the previous file
+    stays."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        torch.save(data, handle)
+        writer = RecordingWriter(handle)
+        try:
+            torch.save(data, writer)
+        except RuntimeError:
+            if writer.error is None:
+                raise
+            raise writer.error from None
 
 
 def load(path: Path) -> dict[str, Any]:
