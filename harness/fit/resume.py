@@ -37,10 +37,9 @@ def check_same_data(folder: Path, fingerprint: str) -> None:
     recorded = read_params(folder / PARAMS)
     before = recorded.get("data_fingerprint")
     if before is not None and before != fingerprint:
-        raise UserError(f"{folder}: the data set in {recorded.get('data_dir', 'its data_dir')} changed since the "
-                        f"run started (data fingerprint {before} in {PARAMS}, {fingerprint} now: images, labels or "
-                        f"eval images were added, removed or renamed), so its validation split would differ: "
-                        f"continue it on the data it started with, or start a new run")
+        raise UserError(f"{folder}: its data set changed since the run started (data_fingerprint {before} in "
+                        f"{PARAMS}, {fingerprint} now): its validation split would differ; continue it on the data it "
+                        f"started with, or start a new run")
 
 
 def recorded_params(recorded: dict[str, Any], folder: Path, **overrides: Any) -> TrialParams:
