@@ -85,3 +85,12 @@ def payload_runs_when_unpickled(path: Path, marker: Path) -> bool:
     ran = marker.exists()
     marker.unlink(missing_ok=True)
     return ran
+
+
+def patched_trial(patch: str, *args: str) -> subprocess.Popen:
+    """trial.py with `patch` (Python source) run first in its process: a fault injected at an exact moment, such as a
+    SIGKILL between a dump and its checkpoint."""
+    script = f"import runpy, sys\n{patch}\nsys.argv = ['trial.py', *sys.argv[1:]]\n" \
+             f"runpy.run_path({str(ROOT / 'trial.py')!r}, run_name='__main__')\n"
+    return subprocess.Popen([sys.executable, "-c", script, *args], cwd=ROOT, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
