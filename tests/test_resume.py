@@ -97,12 +97,30 @@ def test_a_stop_signal_waits_for_the_write_it_interrupts(signum):
                 os.kill(os.getpid(), signum)
                 written.append("whole")  # still runs: the signal waits for the block
         assert written == ["whole"] and caught.value.signum == signum
-        with pytest.raises(Stopped):
+        # The stop then records itself (stopped.json) in a protected block: a second signal interrupts neither
+        # that block nor its end, so what the stop writes and logs is whole and true.
+        with stop.protect():
+            os.kill(os.getpid(), signum)
+            written.append("stop recorded")
+        assert written == ["whole", "stop recorded"] and stop.pending is None
+        fresh = StopSignal()
+        fresh.install()
+        with pytest.raises(Stopped):  # outside a protected block a stop is immediate
             os.kill(os.getpid(), signum)
             time.sleep(1)
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+
+
+def test_a_requested_stop_waits_like_a_signal_and_names_its_cause():
+    """The trial stops itself so (its NNI manager is gone): at the end of the write in progress."""
+    stop = StopSignal()
+    with pytest.raises(Stopped) as caught:
+        with stop.protect():
+            stop.request("NNI manager gone")
+            assert stop.pending == signal.SIGTERM  # not yet: the write goes on
+    assert str(caught.value) == "NNI manager gone" and caught.value.signum == signal.SIGTERM
 
 
 def test_a_forked_loader_worker_is_not_stopped_as_the_trial():
