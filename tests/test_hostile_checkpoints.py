@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 import torch
+
 from hostile_helpers import (
     FAST,
     data_copy,

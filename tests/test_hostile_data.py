@@ -9,13 +9,13 @@ import zlib
 import numpy as np
 import pandas as pd
 import pytest
-from hostile_helpers import FAST, data_copy, one_line, run_predict, run_trial, small_disk, trained_run
 
 from harness.data.layouts import load_eval, load_train
 from harness.data.opencv import cv2
 from harness.data.split import split_indices
 from harness.data.transforms import decode
 from harness.errors import UserError
+from hostile_helpers import FAST, data_copy, one_line, run_predict, run_trial, small_disk, trained_run
 
 
 def set_cell(csv, row, column, value):

@@ -5,12 +5,12 @@ import json
 import urllib.request
 
 import yaml
-from hostile_helpers import ROOT
 
 from harness.experiment.config import load_config, with_overrides
 from harness.experiment.follower import wait
 from harness.experiment.nnictl import free_port, start, stop
 from harness.experiment.rest import NniRest
+from hostile_helpers import ROOT
 
 
 def inject(port: int, body) -> None:

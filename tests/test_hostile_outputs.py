@@ -5,12 +5,12 @@ import sys
 
 import numpy as np
 import pytest
-from ensemble_helpers import write_soft
-from hostile_helpers import ROOT, small_disk
 
+from ensemble_helpers import write_soft
 from harness.data.demo import MARKER, generate
 from harness.errors import UserError
 from harness.outputs.soft_csv import softmax
+from hostile_helpers import ROOT, small_disk
 
 SMALL = {"people": 6, "eval_images": 2, "width": 32, "height": 32}
 

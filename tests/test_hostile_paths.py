@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from hostile_helpers import FAST, ROOT, data_copy, one_line, run_trial
 
 from harness.data.layouts import load_eval, load_train
 from harness.data.opencv import cv2
 from harness.errors import UserError
+from hostile_helpers import FAST, ROOT, data_copy, one_line, run_trial
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ import time
 
 import pytest
 import torch
-from hostile_helpers import FAST, ROOT, data_copy, one_line, patched_trial, run_trial, trained_run
-from trial_checks import records
 
 from harness.outputs.reading import read_dumps
+from hostile_helpers import FAST, ROOT, data_copy, one_line, patched_trial, run_trial, trained_run
+from trial_checks import records
 
 # A 1-epoch run whose params.json then asks for many more: its --resume trains for a while.
 LONG = 40

@@ -104,7 +104,7 @@ def list_images(folder: Path, data_folder: DataFolder | None = None) -> list[str
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         base = Path(current).relative_to(folder)
         for name in files:
-            if is_visible_image(name) and data_folder.image(Path(current) / name, f"scanning {folder}"):
+            if is_visible_image(name) and data_folder.image(os.path.join(current, name), f"scanning {folder}"):
                 found.append((base / name).as_posix())
     return sorted(found)
 
@@ -171,10 +171,19 @@ def people(table: pd.DataFrame, csv_path: Path) -> np.ndarray:
 
 
 def profile_images(folder: Path, data_folder: DataFolder, where: str) -> list[str]:
-    """The visible image files of a profile folder, sorted; anything else named like an image is refused."""
+    """The visible image files of a profile folder, sorted; anything else named like an image is refused. The
+    folder listing tells a plain file without a system call; links and the rest get data_folder's checks."""
+    names = []
     with os.scandir(folder) as entries:
-        names = [entry.name for entry in entries if is_visible_image(entry.name)]
-    return sorted(name for name in names if data_folder.image(folder / name, where))
+        for entry in entries:
+            if not is_visible_image(entry.name):
+                continue
+            plain = entry.is_file(follow_symlinks=False)
+            if plain:
+                data_folder.inside(entry.path, where, link=False)
+            if plain or data_folder.image(entry.path, where):
+                names.append(entry.name)
+    return sorted(names)
 
 
 def read_mask_contest(train_dir: Path, data_folder: DataFolder | None = None) -> TrainSet:
@@ -260,7 +269,9 @@ def listed_images(root: Path, paths: list[str], data_folder: DataFolder, csv_pat
     if repeat:
         raise UserError(f"{csv_path} rows {repeat[0] + 2} and {repeat[1] + 2} both list {paths[repeat[1]]!r}: "
                         f"expected each {what} once")
-    missing = [p for row, p in enumerate(paths) if not data_folder.image(root / p, f"{csv_path} row {row + 2}")]
+    base = os.fspath(root)
+    missing = [p for row, p in enumerate(paths)
+               if not data_folder.image(os.path.join(base, p), f"{csv_path} row {row + 2}")]
     if missing:
         raise UserError(f"{root / missing[0]} not found ({len(missing)} of the {len(paths)} images {csv_path} "
                         f"lists are missing)")

@@ -5,6 +5,7 @@ models/ is not imported here (harness/ never imports it): the caller passes the 
 model, `new_model()`."""
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ class TrialData:
         """Columns of the run's soft CSVs."""
         return self.train_set.num_classes(csv_task(self.task))
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         """What the split and the soft CSVs' rows depend on (params.json's data_fingerprint)."""
         return data_fingerprint(self.train_set, self.eval_set)
