@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.data.labels import multi_label
+from harness.data.labels import multi_label, task_marginal
 from harness.data.layouts import load_train
 from harness.data.split import FOLD_SEED, assign_folds, fold_indices
 from harness.errors import UserError
@@ -25,7 +25,6 @@ from harness.validation.kfold import (
     out_of_fold,
     resume_point,
     step_number,
-    task_marginal,
 )
 from trial_checks import check_probabilities, records, run_to_end, trial, without_timing
 
