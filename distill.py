@@ -100,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
                                                  "best cross-validated one)")
     parser.add_argument("--soft_weight", type=float, default=0.3, help="W of the blend (default 0.3)")
     parser.add_argument("--rounds", type=int, default=25, help="selection rounds of the OOF blend (1..1000)")
-    parser.add_argument("trial_args", nargs=argparse.REMAINDER, help="after --: more trial.py flags")
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)  # after --: more trial.py flags
+    args, trial_args = parser.parse_args(argv[:cut]), argv[cut + 1:]
     if not 0 < args.soft_weight <= 1 or not 1 <= args.rounds <= 1000:
         raise UserError(f"--soft_weight must be in (0, 1] and --rounds in 1..1000, got {args.soft_weight}, "
                         f"{args.rounds}")
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     params = recorded_params(chosen.params, chosen.folder, soft_targets=str(soft.resolve()),
                              soft_weight=args.soft_weight, output_dir=str(args.experiment.resolve()))
     command = [sys.executable, str(ROOT / "trial.py"), *trial_flags(params),
-               *[a for a in args.trial_args if a != "--"]]
+               *trial_args]
     print("distilling:", " ".join(command[1:]), flush=True)
     return subprocess.run(command, cwd=ROOT).returncode
 
