@@ -71,7 +71,8 @@ def description(params: TrialParams, data: TrialData, scheme: Any, ids: tuple[st
             "parameter_id": sequence_id(), "nni_parameter_set": parameter_set_id(), "nni_parameters": received,
             "num_classes": data.num_classes, "class_names": data.train_set.class_names[csv_task(data.task)],
             "heads": data.heads, "validation": scheme.describe(), "data_layout": data.train_set.layout, "argv": argv,
-            **({"training_targets": data.targets.summary} if data.targets else {})}
+            **({"training_targets": data.targets.summary} if data.targets else {}),
+            **({"ignored": data.ignored} if data.ignored else {})}
 
 
 def sinks(params: TrialParams, run: RunFolder, steps: int, key: str, records: list) -> list[EpochSink]:
@@ -100,7 +101,7 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
     resumed = resumed_run(params.resume) if params.resume else None  # checked before anything is loaded
     params = resumed[0] if resumed else refit_params(params.refit) if params.refit else params
     require_known(params.model)  # imports timm: only once the cheap checks passed
-    data = load_data(params)  # everything that can fail on the user's data fails before anything is written
+    params, data = load_data(params)  # what can fail on the user's data fails before anything is written
     run, *ids = resumed[1:] if resumed else new_run(params)
     run.claim()
     loop = None

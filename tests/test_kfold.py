@@ -66,7 +66,7 @@ def test_folds_do_not_depend_on_the_task_or_the_seed(demo_dir, tmp_path):
     for seed in (0, 42):
         for task in ("mask", "gender", "multihead"):
             assert parse_params(["--seed", str(seed), "--classification", task, "--folds", "3"], None).folds == 3
-    data = load_data(parse_params(["--data_dir", str(demo_dir)], None))
+    _, data = load_data(parse_params(["--data_dir", str(demo_dir)], None))
     run = RunFolder(tmp_path, "exp", "run")
     kfold = [scheme_for(parse_params(["--folds", "3", "--val_ratio", ratio, "--seed", seed], None), data, run)
              for ratio, seed in (("0.2", "42"), ("0.5", "7"))]

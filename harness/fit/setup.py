@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
-from harness.data.labels import csv_task
+from harness.data.labels import OLD_AGE, csv_task
 from harness.data.layouts import EvalSet, TrainSet, load_eval, load_train
 from harness.data.loaders import Loaders, LoaderSettings, TrainingDraw, build_loaders
 from harness.data.transforms import Normalizer
@@ -46,6 +46,7 @@ class TrialData:
     labels: np.ndarray       # [N, heads]: validation labels (the contest's rules)
     train_labels: np.ndarray  # [N, heads]: training labels (--old_age moves the 60+ class's first age)
     targets: TrainingTargets | None = None  # soft targets and pseudo-labelled eval images
+    ignored: dict[str, str] = field(default_factory=dict)  # parameters this data set cannot use, and why
 
     def drawn_labels(self, train_idx: np.ndarray) -> np.ndarray:
         """[drawn images, heads]: the training labels of a split's draw, pseudo-labelled eval images included."""
@@ -58,16 +59,28 @@ class TrialData:
         return self.train_set.num_classes(csv_task(self.task))
 
 
-def load_data(params: TrialParams) -> TrialData:
-    """Everything that can fail on the user's data fails here, before anything is written or decoded."""
+def usable(params: TrialParams, train_set: TrainSet) -> tuple[TrialParams, dict[str, str]]:
+    """The parameters with those this data set cannot use put back to their neutral value, and why (params.json's
+    'ignored'): a search space copied from the mask contest's still runs on a single-label set."""
+    if params.old_age != OLD_AGE and train_set.ages is None:
+        why = f"old_age {params.old_age} needs ages, and this {train_set.layout} data set has none: trained with 60"
+        log.warning("%s", why)
+        return replace(params, old_age=OLD_AGE), {"old_age": why}
+    return params, {}
+
+
+def load_data(params: TrialParams) -> tuple[TrialParams, TrialData]:
+    """Everything that can fail on the user's data fails here, before anything is written or decoded. Returns the
+    parameters the run really trains with (see `usable`) and the data."""
     task = params.classification  # the search-space key 'classification' names the task
     train_set, eval_set = load_train(params.data_dir), load_eval(params.data_dir)
+    params, ignored = usable(params, train_set)
     heads = train_set.heads(task)
     # --old_age moves the 60+ class's first age in the training labels only: validation keeps the contest's rule,
     # so validation scores (and the validation CSVs' labels) stay comparable across trials.
     train_labels = train_set.head_labels(task, params.old_age)
-    return TrialData(task, train_set, eval_set, heads, train_set.head_labels(task), train_labels,
-                     training_targets(params, train_set, eval_set, heads, train_labels))
+    return params, TrialData(task, train_set, eval_set, heads, train_set.head_labels(task), train_labels,
+                             training_targets(params, train_set, eval_set, heads, train_labels), ignored)
 
 
 @dataclass(frozen=True)
