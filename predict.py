@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if record is None:
         raise UserError(f"{folder / METRICS} has no line for epoch {epoch}, the checkpoint's")
     seed_everything(params.seed)
-    data = load_data(params)
+    params, data = load_data(params)
     if data.num_classes != recorded.get("num_classes", data.num_classes):
         raise UserError(f"{params.data_dir} has {data.num_classes} classes for {data.task}, the run "
                         f"{recorded['num_classes']}")

@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness.cli import EndBySignal, run_cli, without_teardown
+from harness.cli import EndBySignal, configure_logging, run_cli, without_teardown
 from harness.data.labels import csv_task
 from harness.errors import UserError
 from harness.experiment.runtime import (
@@ -38,22 +38,10 @@ from harness.train.averaging import AverageHook, ema_enabled
 from harness.train.checkpoint import LAST, Checkpoint
 from harness.train.population import Population, checked_folder
 from harness.validation import scheme_for
+from harness.validation.refit import refit_folder, refit_params
 from models import ModelError, create_model, require_known
 
 log = logging.getLogger("trial")
-
-
-def configure_logging() -> None:
-    """Under NNI the root logger already writes to the trial log; standalone, our loggers get their own handler
-    (the root logger is left alone: NNI logs its metric lines through it)."""
-    standalone = not logging.getLogger().handlers
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    for name in ("trial", "harness"):
-        logging.getLogger(name).setLevel(logging.INFO)
-        if standalone:
-            logging.getLogger(name).addHandler(handler)
-            logging.getLogger(name).propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,7 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def new_run(params: TrialParams) -> tuple[RunFolder, str, str]:
-    """Under NNI a trial re-run by `nnictl resume` has the same id, hence the same folder and its last.pt."""
+    """Under NNI a trial re-run by `nnictl resume` has the same id, hence the same folder and its last.pt; a refit
+    goes beside the run it refits."""
+    if params.refit:
+        return refit_folder(params)
     experiment_id, trial_id = trial_identity()
     name = run_folder_name(params.classification, params.model, params.batch_size, params.criterion, params.lr,
                            trial_id)
@@ -87,7 +78,9 @@ def description(params: TrialParams, data: TrialData, scheme: Any, ids: tuple[st
             "parameter_id": sequence_id(), "nni_parameter_set": parameter_set_id(), "nni_parameters": received,
             "num_classes": data.num_classes, "class_names": data.train_set.class_names[csv_task(data.task)],
             "heads": data.heads, "validation": scheme.describe(), "data_layout": data.train_set.layout,
-            "data_fingerprint": data.fingerprint, "argv": argv}
+            "data_fingerprint": data.fingerprint, "argv": argv,
+            **({"training_targets": data.targets.summary} if data.targets else {}),
+            **({"ignored": data.ignored} if data.ignored else {})}
 
 
 def sinks(params: TrialParams, run: RunFolder, loop: EpochLoop, steps: int) -> list[EpochSink]:
@@ -108,16 +101,16 @@ def hooks(params: TrialParams, data: TrialData, run: RunFolder, scheme: Any, loo
                      checked_folder(params.save_checkpoint_dir, experiment, "save_checkpoint_dir"),
                      {"model": params.model, "heads": data.heads, "img_size": params.img_size}, params.lr,
                      params.weight_decay)
-    found = [DumpRule(params.dump_threshold), scheme.writer(), pbt, Checkpoint(run, params.checkpoint, loop.key),
-             Sinks(sinks(params, run, loop, scheme.steps))]
+    found = [DumpRule(params.dump_rule, params.dump_threshold), scheme.writer(), pbt,
+             Checkpoint(run, params.checkpoint, loop.key), Sinks(sinks(params, run, loop, scheme.steps))]
     return found + ([AverageHook()] if ema_enabled(params.ema_decay) else [])
 
 
 def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, stop: StopSignal) -> int:
     resumed = resumed_run(params.resume) if params.resume else None  # checked before anything is loaded
-    params = resumed[0] if resumed else params
+    params = resumed[0] if resumed else refit_params(params.refit) if params.refit else params
     require_known(params.model)  # imports timm: only once the cheap checks passed
-    data = load_data(params)  # everything that can fail on the user's data fails before anything is written
+    params, data = load_data(params)  # what can fail on the user's data fails before anything is written
     run, *ids = resumed[1:] if resumed else new_run(params)
     loop = None
     try:

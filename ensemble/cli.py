@@ -9,7 +9,7 @@ from typing import NoReturn
 import numpy as np
 
 from ensemble.blending import MEANS, blend, vote
-from ensemble.gathering import best_per_task, count_by_task, gather
+from ensemble.gathering import REFIT_MODES, best_per_task, count_by_task, gather
 from ensemble.library import Library
 from ensemble.members import Member, expand, merged
 from ensemble.outputs import output_frames, soft_path, write_outputs
@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"tasks to take, e.g. mask,gender (default: all of {','.join(ALL_TASKS)})")
     gathering.add_argument("--models", type=comma_list(), metavar="LIST",
                            help="models to take (params.json 'model'), e.g. ecaresnet50t,efficientnet_b4")
+    gathering.add_argument("--refit", choices=REFIT_MODES, default="replace",
+                           help="a refit run (trial.py --refit) uses its source's validation CSV: replace (default) "
+                                "puts its eval CSV in place of the source's for that epoch, add keeps both, ignore "
+                                "leaves refits out")
     gathering.add_argument("--top_k", type=positive_int, metavar="K",
                            help="per task, the K eval CSVs whose validation pair scores best (--metric); a CSV "
                                 "without a validation pair ranks after all that have one (a note says so)")
@@ -136,7 +140,7 @@ def explicit_members(args: argparse.Namespace) -> list[Member]:
 
 
 def gathered_members(args: argparse.Namespace, library: Library) -> list[Member]:
-    members = gather(args.roots, args.tasks, args.models)
+    members = gather(args.roots, args.tasks, args.models, args.refit)
     where = ", ".join(map(str, args.roots))
     if not members:
         raise UserError(f"{where}: no eval soft CSVs (submission{{epoch}}_..._soft.csv) in the runs that pass "

@@ -13,6 +13,7 @@ from typing import Any, get_type_hints
 
 from harness.data.labels import CLASSIFICATIONS
 from harness.errors import UserError
+from harness.fit.dump_rule import DUMP_RULES
 from harness.train.checkpoint import CHECKPOINT_MODES
 from harness.train.class_balance import CLASS_WEIGHTS, SAMPLERS
 from harness.train.losses import LOSSES
@@ -74,8 +75,10 @@ class TrialParams:
     weights: str = _flag("", "local weights file for --pretrained true, for machines that cannot download",
                          tunable=False)
     # Outputs.
-    dump_threshold: float = _flag(0.9, "dump soft CSVs at epochs whose train accuracy reaches this and whose train "
-                                       "loss is below the last dump's")
+    dump_threshold: float = _flag(0.9, "dump soft CSVs only at epochs whose train accuracy reaches this")
+    dump_rule: str = _flag("either", "which epochs above --dump_threshold are dumped: contest (train loss below the "
+                                     "last dump's), improved (the best validation score so far), either",
+                           tuple(DUMP_RULES))
     # Checkpoints and resume (README: "Checkpoints, resume and budget-aware tuners").
     checkpoint: str = _flag("last", "last: resumable state after every epoch (last.pt); best: the best epoch's "
                                     "weights (best.pt); none", CHECKPOINT_MODES)
@@ -102,6 +105,17 @@ class TrialParams:
                              "validation keeps the contest's 60")
     ema_decay: float = _flag(0.0, "exponential moving average of the weights, what validation, dumps and "
                                   "harness.predict use; 0: off")
+    # Training targets beyond the true labels (docs/techniques.md; harness/train/targets.py).
+    soft_targets: str = _flag("", "a validation soft CSV covering every training image (a K-fold run's out-of-fold "
+                                  "CSV, or distill.py's blend): self-distillation", tunable=False)
+    soft_weight: float = _flag(0.3, "with --soft_targets: each target is (1 - W) x the label + W x the soft CSV's row")
+    pseudo_labels: str = _flag("", "an eval soft CSV (python -m ensemble writes <output>_<task>_soft.csv): its "
+                                   "confident eval images join training", tunable=False)
+    pseudo_threshold: float = _flag(0.9, "with --pseudo_labels: an eval image joins when its most probable class "
+                                         "reaches this in every head")
+    pseudo_soft: bool = _flag(False, "with --pseudo_labels: train on their probabilities, not their top class")
+    refit: str = _flag("", "a finished run folder to train again on every training image for the epochs its "
+                           "validation chose (docs/techniques.md: Refit)", tunable=False)
     # K-fold (README: "K-fold and multi-head models"). Not in search_space.json: it multiplies a trial's cost by K.
     folds: int = _flag(1, "1: one holdout split (--val_ratio); K >= 2: train the K person-grouped, stratified folds "
                           "(fixed fold seed) one after another in this trial; its soft CSVs hold out-of-fold "
@@ -252,6 +266,8 @@ def check(params: TrialParams) -> None:
         "mix_prob": (0 <= params.mix_prob <= 1, "in [0, 1]"),
         "old_age": (30 < params.old_age <= 100, "in 31..100 (the 30-59 class must keep at least one age)"),
         "ema_decay": (0 <= params.ema_decay < 1, "in [0, 1) (0: off)"),
+        "soft_weight": (0 <= params.soft_weight <= 1, "in [0, 1]"),
+        "pseudo_threshold": (0 < params.pseudo_threshold <= 1, "in (0, 1]"),
     }
     for f in fields(TrialParams):
         value = getattr(params, f.name)

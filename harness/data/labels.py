@@ -70,6 +70,14 @@ def split_multi(multi: np.ndarray | int) -> tuple:
     return multi // 6, (multi // 3) % 2, multi % 3
 
 
+def task_marginal(probs: np.ndarray, task: str) -> np.ndarray:
+    """P(task = j) of 18-class probabilities (multi = mask*6 + gender*3 + age): the sum of the multi classes whose
+    `task` label is j."""
+    position = {"mask": 0, "gender": 1, "age": 2}[task]
+    of_class = split_multi(np.arange(probs.shape[1]))[position]
+    return probs @ np.eye(TASKS[task])[of_class]
+
+
 def csv_task(classification: str) -> str:
     """The task a run's soft CSVs predict: its one head's, or 'multi' (18 classes) for a model with several heads."""
     heads = CLASSIFICATIONS[classification]

@@ -47,6 +47,11 @@ def staged_config(args: argparse.Namespace) -> tuple[dict, Path]:
         trial_args = ["--data_dir", str(Path(args.data_dir).resolve())] + trial_args
     config = with_overrides(load_config(args.config), args.config.parent.resolve(), args.working_dir, trial_args,
                             args.max_trials, cpu=args.cpu)
+    code = Path(str(config.get("trialCodeDirectory", args.config.parent.resolve())))
+    if "trial.py" in config["trialCommand"] and not (code / "trial.py").is_file():
+        raise UserError(f"{args.config}: trialCodeDirectory resolves to {code}, which has no trial.py: a config "
+                        f"kept outside the checkout needs the checkout's absolute path there (and for a custom "
+                        f"tuner's codeDirectory)")
     if "experimentWorkingDirectory" not in config:
         raise UserError(f"{args.config} has no experimentWorkingDirectory: set it (e.g. nni_experiments) or pass "
                         f"--working_dir, so the run folders land beside NNI's own files")

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("trial")
 MEMBER = "member.pt"
 # NNI's own folders in an experiment's folder: a PBT folder named there could overwrite its database or logs.
-NNI_FOLDERS = frozenset({"db", "log", "trials", "environments", "checkpoint", ".configs"})
+NNI_FOLDERS = frozenset({"db", "log", "trials", "environments", ".configs"})  # not checkpoint/: PBT's own default
 
 
 def checked_folder(path: str, experiment_folder: Path, key: str) -> Path | None:

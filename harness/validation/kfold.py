@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from harness.atomic import atomic_path, write_json
-from harness.data.labels import split_multi
+from harness.data.labels import task_marginal
 from harness.data.split import FOLD_SEED, assign_folds, check_training_images, fold_indices
 from harness.errors import UserError
 from harness.fit.hooks import Epoch, Hook
@@ -81,13 +81,6 @@ def out_of_fold(parts: Sequence[tuple[np.ndarray, np.ndarray]], images: int) -> 
     for indices, probs in parts:
         oof[indices] = probs
     return oof
-
-
-def task_marginal(probs: np.ndarray, task: str) -> np.ndarray:
-    """P(task = j) of 18-class probabilities (multi = mask*6 + gender*3 + age)."""
-    position = {"mask": 0, "gender": 1, "age": 2}[task]
-    of_class = split_multi(np.arange(probs.shape[1]))[position]
-    return probs @ np.eye(int(of_class.max()) + 1)[of_class]
 
 
 def cv_scores(oof: np.ndarray, labels: np.ndarray, heads: Mapping[str, int]) -> dict[str, float]:
