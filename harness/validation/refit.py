@@ -89,6 +89,10 @@ class Refit:
     def writer(self) -> Hook:
         return RefitWriter(self.run, self.source.folder / self.valid_csv, self.params.epochs)
 
+    def discard_unrecorded(self, done: int) -> list[str]:
+        """The last epoch's pair when a kill came between it and its checkpoint."""
+        return self.run.remove_dumps_after(done)
+
     def finish(self, records: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
         return records[-1] if records else None
 
