@@ -83,7 +83,7 @@ def test_impossible_fold_counts_are_refused(folds):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--folds", "0"], "folds must be at least 1"),
+    (["--folds", "0"], "folds must be in 1..100"),
     (["--folds", "2", "--checkpoint", "best"], "--checkpoint best keeps one model's weights"),
     (["--folds", "2", "--save_checkpoint_dir", "x"], "Population Based Training"),
 ])

@@ -182,8 +182,9 @@ class Checkpoint(Hook):
         fit, data = self.loop.fit, self.resumed
         if data is None or fit.split.first_epoch == 1:
             return  # a fresh split: nothing to restore
-        what = f"this run's {self.loop.setup.params.model} with heads {fit.heads}: another model's or another " \
-               f"data set's checkpoint"
+        params = getattr(self.loop.setup, "params", None)  # a loop without a setup: the hooks' own tests
+        model = params.model if params else type(fit.model).__name__
+        what = f"this run's {model} with heads {fit.heads}: another model's or another data set's checkpoint"
         restored(self.last, what, fit.load_state_dict, data["fit"])
         restored(self.last, what, self.loop.load_hook_states, data["hooks"])
         self.run.clear_stop()
