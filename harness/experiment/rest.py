@@ -3,9 +3,9 @@ it returns: NNI keeps parameters and metrics as JSON strings inside JSON, and no
 the shape this code expects (a malformed entry reads as absent)."""
 from __future__ import annotations
 
+import http.client
 import json
 import time
-import urllib.error
 import urllib.request
 from typing import Any
 
@@ -91,12 +91,12 @@ def trial_record(rest: NniRest, trial_id: str, within: float, every: float = 0.2
             found = rest.get(f"trial-jobs/{urllib.request.quote(trial_id, safe='')}",
                              timeout=max(0.5, min(TIMEOUT, deadline - time.monotonic())))
             record = parameter_record(found) if isinstance(found, dict) and found.get("trialJobId") == trial_id else {}
-            if record:
+            if record and (record.get("parameter_id") is None or parameter_id_of(record) is not None):
                 return record, ""
             why = "no record of this trial yet" if not found else "a record without a parameter set"
         except ValueError:
             why = "an empty answer (no record of this trial yet)"
-        except (urllib.error.URLError, OSError) as error:
+        except (OSError, http.client.HTTPException) as error:  # urllib's errors are OSErrors
             why = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
         if time.monotonic() + every > deadline:
             return {}, why

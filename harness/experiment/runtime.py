@@ -53,7 +53,7 @@ class Handout:
                                                 "parameter_source": record.get("parameter_source"),
                                                 "parameters": record.get("parameters")}
         return {"received": brief(self.received), "recorded": brief(self.recorded), "differed": self.differed,
-                "trained": "recorded" if self.recorded is not None and self.differed is not False else "received",
+                "trained": "received" if self.recorded is None else "recorded",
                 "note": self.note}
 
 
