@@ -205,13 +205,21 @@ class FrozenExperiment:
 
 def test_an_experiment_whose_tuner_died_ends_the_wait_with_the_tuner_s_error(tmp_path):
     assert tuner_failure(DEAD_TUNER_LOG) == "KeyError: 0"
-    assert tuner_failure(DEAD_TUNER_LOG.split("[2026-12-06 03:04:00] INFO")[0]) is None  # still running
+    assert tuner_failure(DEAD_TUNER_LOG.split("[2026-12-06 03:04:00] ERROR")[0]) is None  # still running
     log_dir = tmp_path / "log"
     log_dir.mkdir()
     (log_dir / "dispatcher.log").write_text(DEAD_TUNER_LOG)
     with pytest.raises(UserError, match=r"NNI's tuner stopped with KeyError: 0 \(.*dispatcher.log\): no further trial"):
         wait(FrozenExperiment(), timeout=60, poll=0.01, echo=lambda line: None,
              manager_log=log_dir / "nnimanager.log")
+
+
+def test_a_tuner_whose_worker_died_is_dead_before_its_process_exits():
+    """NNI's dispatcher logs the exception that ends its command worker at once, but exits only at the manager's
+    next command, which never comes when every trial has ended (seen: PBT's IndexError after failed trials)."""
+    worker_died = DEAD_TUNER_LOG.split("[2026-12-06 03:04:00] INFO")[0]
+    assert tuner_failure(worker_died) == "KeyError: 0"
+    assert tuner_failure(worker_died.replace("msg_dispatcher_base/Thread-1", "pbt_tuner/Thread-1")) is None
 
 
 def test_a_resumed_experiment_s_earlier_dispatcher_exit_is_not_a_dead_tuner():

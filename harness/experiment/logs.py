@@ -43,6 +43,11 @@ def cancel_reasons(manager_log: str) -> dict[str, str]:
     return reasons
 
 
+# A command worker of NNI's dispatcher logs the exception that ends it (msg_dispatcher_base.py,
+# command_queue_worker); the process itself exits only at the manager's next command, which may never come.
+_WORKER_DIED = re.compile(r"ERROR \(nni\.runtime\.msg_dispatcher_base/.*command_queue_worker")
+
+
 def tuner_failure(dispatcher_log: str) -> str | None:
     """The error that ended NNI's tuner process, read from its dispatcher.log; None while the tuner runs. NNI 3.0
     keeps such an experiment RUNNING with no trial left to start, and says why only in that log. Only the last
@@ -50,7 +55,7 @@ def tuner_failure(dispatcher_log: str) -> str | None:
     lines = dispatcher_log.splitlines()
     starts = [i for i, line in enumerate(lines) if "Dispatcher started" in line]
     lines = lines[starts[-1]:] if starts else lines
-    if not any("Dispatcher exiting" in line for line in lines):
+    if not any("Dispatcher exiting" in line or _WORKER_DIED.search(line) for line in lines):
         return None
     errors = [line.strip() for line in lines if re.match(r"\w+(Error|Exception)\b", line.strip())]
     return errors[-1] if errors else "no error logged"
