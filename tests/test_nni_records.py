@@ -139,6 +139,18 @@ def test_only_the_local_services_channel_leads_to_the_manager(monkeypatch, platf
     assert bool(why) == (reachable is None)
 
 
+def test_in_reuse_mode_the_set_received_is_the_recorded_one(monkeypatch, handed_out, caplog):
+    """Remote reuseMode true: NNI's trial runner sends each trial its own form's set (trialDispatcher.js)."""
+    monkeypatch.setenv("NNI_EXP_ID", "exp1")
+    monkeypatch.setenv("NNI_PLATFORM", "remote")
+    monkeypatch.setenv("REUSE_MODE", "true")
+    monkeypatch.delenv("NNI_TRIAL_COMMAND_CHANNEL", raising=False)
+    handed_out(record(4, {"lr": 0.002}))
+    with caplog.at_level(logging.WARNING):
+        handout = runtime.next_parameters()
+    assert handout.parameters == {"lr": 0.002} and "reuse mode" in handout.note and not caplog.text
+
+
 def test_standalone_there_is_no_handout(monkeypatch):
     monkeypatch.delenv("NNI_EXP_ID", raising=False)
     assert runtime.next_parameters().parameters == {}

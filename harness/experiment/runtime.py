@@ -97,6 +97,10 @@ def next_parameters(within: float = RECORD_WAIT) -> Handout:
     if not under_nni():
         return Handout({}, None, None, "standalone: no NNI parameters")
     received = received_set()
+    if os.environ.get("REUSE_MODE"):  # NNI's trial runner (remote reuseMode true) hands each trial its own set
+        shown = parameter_id_of(received) if received else None
+        return Handout(received["parameters"] if received else {}, received, None,
+                       f"trains the set NNI handed out (id {shown}): in reuse mode it is the one NNI records")
     rest, why = manager_api()
     recorded, why = trial_record(rest, os.environ.get("NNI_TRIAL_JOB_ID", ""), within) if rest else ({}, why)
     if not recorded:
