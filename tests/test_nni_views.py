@@ -75,6 +75,7 @@ def test_tpe_with_medianstop_12_trials_4_at_once_every_view_names_what_ran(demo_
     experiment = tmp_path / "exp" / finished.experiment_id
     assert finished.status == "DONE" and len(finished.trials) == 12
     assert mismatches(experiment, finished) == []
+    assert not [line for line in finished.lines if "another trial's parameters" in line], "the follower's check"
     assert len(finished.export) == sum(t["status"] == "SUCCEEDED" for t in finished.trials)
 
     # Every stop is the assessor's, and named as one everywhere.
@@ -105,6 +106,7 @@ def test_hyperband_2_at_once_every_view_names_what_ran(demo_dir, tmp_path):
     assert finished.status == "DONE" and len(finished.trials) == 6
     assert all(t["status"] == "SUCCEEDED" for t in finished.trials)
     assert mismatches(experiment, finished) == []
+    assert not [line for line in finished.lines if "another trial's parameters" in line], "the follower's check"
     for trial in finished.trials:
         budget = parameter_record(trial)["parameters"]["TRIAL_BUDGET"]
         assert find_run_of_trial(experiment, trial["trialJobId"]).params["epochs"] == budget
