@@ -85,9 +85,11 @@ def received_set() -> dict[str, Any] | None:
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*without runtime.*")
-        nni.get_next_parameter()
+        got = nni.get_next_parameter()
     found = nni.trial._params  # NNI 3.0 (its last release) keeps the whole record there, id included
-    return found if isinstance(found, dict) and isinstance(found.get("parameters"), dict) else None
+    if isinstance(found, dict) and found.get("parameters") is got and isinstance(got, dict):
+        return found
+    return {"parameter_id": None, "parameter_source": None, "parameters": got} if isinstance(got, dict) else None
 
 
 def next_parameters(within: float = RECORD_WAIT) -> Handout:
