@@ -14,16 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli import EndBySignal, configure_logging, run_cli, without_teardown
-from harness.data.labels import csv_task
 from harness.errors import UserError
-from harness.experiment.runtime import (
-    ManagerWatch,
-    next_parameters,
-    parameter_set_id,
-    sequence_id,
-    trial_identity,
-    under_nni,
-)
+from harness.experiment.runtime import Handout, ManagerWatch, next_parameters, trial_identity, under_nni
+from harness.experiment.stops import assessor_stop_of_this_trial
 from harness.fit.dump_rule import DumpRule
 from harness.fit.hooks import Hook
 from harness.fit.loop import EpochLoop
@@ -47,12 +40,12 @@ log = logging.getLogger("trial")
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     configure_logging()
-    received = next_parameters()
-    params = parse_params(argv, received)
+    handout = next_parameters()
+    params = parse_params(argv, handout.parameters)
     stop = StopSignal()
     stop.install()  # before anything is written: a SIGINT or SIGTERM from here on waits for the write it interrupts
     try:
-        return run_trial(argv, received, params, stop)
+        return run_trial(argv, handout, params, stop)
     except Stopped as stopped:  # while loading the data: nothing was written yet
         log.info("stopped by %s before training started: nothing was written", stopped)
         raise EndBySignal(stopped.signum) from None
@@ -69,18 +62,13 @@ def new_run(params: TrialParams) -> tuple[RunFolder, str, str]:
     return RunFolder(params.output_dir, experiment_id, name), experiment_id, trial_id
 
 
-def description(params: TrialParams, data: TrialData, scheme: Any, ids: tuple[str, str], received: dict[str, Any],
+def description(params: TrialParams, data: TrialData, scheme: Any, ids: tuple[str, str], handout: Handout,
                 argv: list[str]) -> dict[str, Any]:
-    """params.json: what the trial really ran with (NNI 3.0 can pair the wrong parameters with a trial when trials
-    run concurrently, so neither the folder name nor NNI's record is to be trusted over this file)."""
+    """params.json: what the trial really ran with, the ids, NNI's handout (which set it trained, and why) and the
+    data it read."""
     return {**params.to_dict(), "data_dir": str(Path(params.data_dir).resolve()),
             "output_dir": str(Path(params.output_dir).resolve()), "experiment_id": ids[0], "trial_id": ids[1],
-            "parameter_id": sequence_id(), "nni_parameter_set": parameter_set_id(), "nni_parameters": received,
-            "num_classes": data.num_classes, "class_names": data.train_set.class_names[csv_task(data.task)],
-            "heads": data.heads, "validation": scheme.describe(), "data_layout": data.train_set.layout,
-            "data_fingerprint": data.fingerprint, "argv": argv,
-            **({"training_targets": data.targets.summary} if data.targets else {}),
-            **({"ignored": data.ignored} if data.ignored else {})}
+            **handout.record(), **data.describe(), "validation": scheme.describe(), "argv": argv}
 
 
 def sinks(params: TrialParams, run: RunFolder, loop: EpochLoop, steps: int) -> list[EpochSink]:
@@ -106,7 +94,7 @@ def hooks(params: TrialParams, data: TrialData, run: RunFolder, scheme: Any, loo
     return found + ([AverageHook()] if ema_enabled(params.ema_decay) else [])
 
 
-def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, stop: StopSignal) -> int:
+def run_trial(argv: list[str], handout: Handout, params: TrialParams, stop: StopSignal) -> int:
     resumed = resumed_run(params.resume) if params.resume else None  # checked before anything is loaded
     params = resumed[0] if resumed else refit_params(params.refit) if params.refit else params
     require_known(params.model)  # imports timm: only once the cheap checks passed
@@ -118,7 +106,7 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
         check_same_data(run.path, data.fingerprint)  # a run continued from last.pt needs the data it started with
         scheme = scheme_for(params, data, run)
         if not resumed:
-            run.write_params(description(params, data, scheme, tuple(ids), received, argv))
+            run.write_params(description(params, data, scheme, tuple(ids), handout, argv))
         log.info("run folder %s", run.path)
         machine = prepare_machine(params)
         model = partial(create_model, params.model, data.heads, params.pretrained, params.weights, params.fast_swish)
@@ -139,8 +127,10 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
             elif not records and not resumed and run.discard_if_unused():
                 log.info("stopped by %s before the first epoch ended: removed %s", stopped, run.path)
             else:
-                run.record_stop(str(stopped), records, LAST if params.checkpoint == "last" else None)
-                log.info("stopped by %s after epoch %d", stopped, len(records))
+                assessor = assessor_stop_of_this_trial() if under_nni() else None
+                run.record_stop(str(stopped), records, LAST if params.checkpoint == "last" else None, assessor)
+                log.info("stopped by %s%s after epoch %d", stopped, " (the assessor's stop)" if assessor else "",
+                         len(records))
         raise EndBySignal(stopped.signum) from None
     except (UserError, ModelError):
         # A failure found while loading (a corrupt image, weights that cannot be had, a full disk) leaves no

@@ -341,3 +341,23 @@ def test_end_to_end_on_two_real_trials(demo_dir, tmp_path):
     assert len(images) == 4  # curves of mask and multi, hyperparameters, selection
     assert all(base64.b64decode(src.split(",", 1)[1]).startswith(PNG) for src in images)
     assert len(list((exp / "report" / "figures").glob("*.png"))) == 4
+
+
+@pytest.mark.parametrize("source", ["stopped.json", "the assessor's log"])
+def test_a_trial_the_assessor_stopped_reads_as_such(tmp_path, capsys, source):
+    """NNI 3.0's web UI shows it as USER_CANCELED; the trial's stopped.json says stopped_by 'assessor', and the
+    assessor's own record (<experiment>/log/assessor_stops.jsonl) names it where stopped.json could not."""
+    from harness.experiment.stops import STOPS_FILE, record_stop
+
+    exp = experiment(tmp_path)
+    stopped = next(exp.glob("*_tB")) / "stopped.json"
+    if source == "stopped.json":
+        stopped.write_text(json.dumps({**json.loads(stopped.read_text()), "signal": "SIGINT",
+                                       "stopped_by": "assessor"}))
+    else:
+        record_stop(exp / "log" / STOPS_FILE, "tB", 2, "Medianstop at step 2")
+    code, stdout, err = report([exp], capsys)
+    assert code == 0, err
+    html = (exp / "report" / "report.html").read_text()
+    assert by_trial(html)["tB"]["status"] == "stopped by the assessor at epoch 2"
+    assert "1 stopped by the assessor" in html

@@ -59,6 +59,14 @@ class TrialData:
         """Columns of the run's soft CSVs."""
         return self.train_set.num_classes(csv_task(self.task))
 
+    def describe(self) -> dict[str, Any]:
+        """params.json's keys about the data: its classes, heads, layout and fingerprint, the training targets
+        beyond the labels, and the parameters it could not use."""
+        return {"num_classes": self.num_classes, "class_names": self.train_set.class_names[csv_task(self.task)],
+                "heads": self.heads, "data_layout": self.train_set.layout, "data_fingerprint": self.fingerprint,
+                **({"training_targets": self.targets.summary} if self.targets else {}),
+                **({"ignored": self.ignored} if self.ignored else {})}
+
     @functools.cached_property
     def fingerprint(self) -> str:
         """What the split and the soft CSVs' rows depend on (params.json's data_fingerprint)."""

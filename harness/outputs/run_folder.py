@@ -27,12 +27,18 @@ def run_folder_name(task: str, model: str, batch_size: int, criterion: str, lr: 
     return f"{task}_{model}_{batch_size}_{criterion}_{lr:.3g}_{trial_id}"
 
 
-def stop_record(cause: str, records: list[dict[str, Any]], checkpoint: str | None) -> dict[str, Any]:
-    """What stopped.json says: the last step whose record, CSVs and checkpoint are complete, and what stopped it
-    (a signal's name, or the reason the trial stopped itself)."""
-    return {"stopped": True, "signal": cause,
-            "last_completed_epoch": records[-1]["epoch"] if records else 0,
-            "checkpoint": checkpoint, "at": datetime.datetime.now(datetime.UTC).isoformat()}
+def stop_record(cause: str, records: list[dict[str, Any]], checkpoint: str | None,
+                assessor: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What stopped.json says: the last step whose record, CSVs and checkpoint are complete, what stopped it (a
+    signal's name, or the reason the trial stopped itself), and who: "assessor" when the experiment's assessor
+    recorded this trial's stop (its step and reason beside it), else None (nnictl stop, the web UI, a user's
+    signal: a trial cannot tell these apart)."""
+    found = {"stopped": True, "signal": cause, "stopped_by": "assessor" if assessor else None,
+             "last_completed_epoch": records[-1]["epoch"] if records else 0,
+             "checkpoint": checkpoint, "at": datetime.datetime.now(datetime.UTC).isoformat()}
+    if assessor:
+        found["assessor"] = {"step": assessor.get("step"), "reason": assessor.get("reason")}
+    return found
 
 
 class RunFolder:
@@ -103,8 +109,9 @@ class RunFolder:
     def write_metrics(self, records: list[dict[str, Any]]) -> None:
         write_jsonl(records, self.path / METRICS)
 
-    def record_stop(self, signal_name: str, records: list[dict[str, Any]], checkpoint: str | None) -> None:
-        write_json(stop_record(signal_name, records, checkpoint), self.path / STOPPED)
+    def record_stop(self, signal_name: str, records: list[dict[str, Any]], checkpoint: str | None,
+                    assessor: dict[str, Any] | None = None) -> None:
+        write_json(stop_record(signal_name, records, checkpoint, assessor), self.path / STOPPED)
 
     def clear_stop(self) -> None:
         """A resumed run is no longer stopped."""
