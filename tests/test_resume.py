@@ -30,7 +30,11 @@ TECHNIQUES = ["--sampler", "weighted", "--mixup", "0.4", "--cutmix", "1.0", "--e
               "--class_weights", "inverse"]
 
 
-@pytest.mark.parametrize("techniques", [[], TECHNIQUES], ids=["plain", "sampler-mixing-ema"])
+# SAM: its state is the base optimiser's, its second pass draws no random numbers of its own.
+SAM = ["--optimizer", "asam", "--sam_base", "sgd", "--mixup", "0.4", "--ema_decay", "0.9"]
+
+
+@pytest.mark.parametrize("techniques", [[], TECHNIQUES, SAM], ids=["plain", "sampler-mixing-ema", "asam"])
 def test_a_trial_killed_mid_run_resumes_where_an_uninterrupted_run_would_be(demo_dir, tmp_path, techniques):
     epochs = 4
     common = ["--data_dir", str(demo_dir), "--epochs", str(epochs), *FAST, *techniques]

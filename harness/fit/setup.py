@@ -169,13 +169,13 @@ class FitSetup:
 
     def predictor(self, model: nn.Module, tta: str | None = None, average: WeightAverage | None = None) -> Predictor:
         return Predictor(model, self.data.heads, self.normalize, self.machine.precision,
-                         self.params.tta if tta is None else tta, average)
+                         self.params.tta if tta is None else tta, average, self.params.tta_merge)
 
     def criteria(self, train_idx: np.ndarray) -> dict[str, nn.Module]:
         """One loss per head; --class_weights from the split's training labels (after --old_age)."""
-        labels = self.data.train_labels
-        return {name: create_loss(self.params.criterion, classes, class_weights(
-            labels[train_idx, h], classes, self.params.class_weights)).to(self.machine.device)
+        labels, params = self.data.train_labels, self.params
+        return {name: create_loss(params.criterion, classes, class_weights(
+            labels[train_idx, h], classes, params.class_weights), params.loss_weights).to(self.machine.device)
             for h, (name, classes) in enumerate(self.data.heads.items())}
 
     def fit(self, split: Split) -> Fit:
@@ -186,7 +186,7 @@ class FitSetup:
         model = self.on_device(self.new_model())
         loaders = self.loaders(split.train_idx, split.val_idx)
         optimizer = create_optimizer(params.optimizer, model.parameters(), params.lr, params.weight_decay,
-                                     params.momentum, params.fused_optimizer)
+                                     params.momentum, params.fused_optimizer, params.sam_base, params.sam_rho)
         average = WeightAverage(model, params.ema_decay) if ema_enabled(params.ema_decay) else None
         mix = BatchMixer(self.data.heads, params.mixup, params.cutmix, params.mix_prob) \
             if mixing_enabled(params.mixup, params.cutmix, params.mix_prob) else None
