@@ -112,6 +112,7 @@ def test_bf16_autocast_trains(variant):
     assert not torch.equal(bn_model()[0].weight, model[0].weight)
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")  # no steps here
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_the_state_is_the_base_optimisers_and_a_loaded_one_still_follows_the_schedule(variant):
     """last.pt keeps optimizer.state_dict(): the base's moments and the groups' rho. A scheduler built before a
@@ -128,6 +129,18 @@ def test_the_state_is_the_base_optimisers_and_a_loaded_one_still_follows_the_sch
         scheduler.step()
     assert again.base.param_groups[0]["lr"] == pytest.approx(0.001)
     assert torch.equal(again.base.state_dict()["state"][0]["exp_avg"], state["state"][0]["exp_avg"])
+
+
+def test_a_plain_optimisers_state_loads_with_this_runs_rho():
+    """A PBT parent trained with Adam alone, its child with SAM around Adam: the child keeps its own rho."""
+    parent = bn_model()
+    adam = create_optimizer("adam", parent.parameters(), lr=0.01)
+    train(parent, adam)
+    child = bn_model()
+    optimizer = create_optimizer("sam", child.parameters(), lr=0.01, sam_rho=0.1)
+    optimizer.load_state_dict(copy.deepcopy(adam.state_dict()))
+    train(child, optimizer)
+    assert optimizer.param_groups[0]["rho"] == 0.1 and optimizer.state_dict()["state"][0]["step"] == 6
 
 
 @pytest.mark.parametrize("variant, rho, expected", [("sam", 0.0, 0.05), ("asam", 0.0, 2.0), ("sam", 0.2, 0.2)])

@@ -90,5 +90,9 @@ class SharpnessAware(torch.optim.Optimizer):
         return self.base.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A state saved by the base optimiser alone (a PBT parent without SAM) has no rho: this run's stays."""
         self.base.load_state_dict(state_dict)
         self.param_groups = self.base.param_groups  # the base replaced its groups: share them again
+        for group in self.param_groups:
+            group.setdefault("rho", self.defaults["rho"])
+            group.setdefault("adaptive", self.defaults["adaptive"])
