@@ -3,9 +3,9 @@ not fitted on. docs/ensemble.md ("Blends") says when each is chosen.
 
 - caruana: greedy forward selection with replacement (ensemble/selection.py); the weights are the picks.
 - weights: weights on the simplex that minimise the blend's log-loss (a smooth stand-in for accuracy and macro-F1),
-  by scipy's SLSQP from equal weights, over the FITTED_MEMBERS best members; the blend is the --mean one.
+  by scipy's SLSQP from equal weights, over the WEIGHED_MEMBERS best members; the blend is the --mean one.
 - stack: a multinomial logistic regression (scikit-learn, C = 1) on the concatenated log-probabilities of the
-  FITTED_MEMBERS best members.
+  STACKED_MEMBERS best members.
 
 "Best members" are ranked by their own score on the rows being fitted, so that ranking is part of the fit. Out of
 fit: the rows are split into FOLDS folds (stratified by label when every class has FOLDS rows), shuffled with
@@ -24,7 +24,8 @@ from ensemble.selection import METRICS, Selection, select_ensemble
 
 FOLDS = 5
 FOLD_SEED = 0
-FITTED_MEMBERS = 32   # weights and stack take at most this many members (the best by their own score)
+WEIGHED_MEMBERS = 32  # weights takes at most this many members (the best by their own score)
+STACKED_MEMBERS = 16  # stack too: its features are members x classes, its time grows with them
 MAX_ROWS = 50_000     # rows above this are not refitted FOLDS times (memory: members x rows x classes floats)
 STACK_ITERATIONS = 300
 STACK_FLOOR = 1e-6    # log-probabilities below log(1e-6) are clipped: one member's certain 0 cannot dominate
@@ -69,10 +70,11 @@ def own_scores(probs: Sequence[np.ndarray], labels: np.ndarray, num_classes: int
     return np.array([METRICS[metric](labels, np.argmax(p, axis=1), num_classes) for p in probs])
 
 
-def best_members(probs: Sequence[np.ndarray], labels: np.ndarray, num_classes: int, metric: str) -> list[int]:
-    """The FITTED_MEMBERS best members by their own score (the earlier on ties), in member order."""
+def best_members(probs: Sequence[np.ndarray], labels: np.ndarray, num_classes: int, metric: str,
+                 limit: int) -> list[int]:
+    """The `limit` best members by their own score (the earlier on ties), in member order."""
     ranked = np.argsort(-own_scores(probs, labels, num_classes, metric), kind="stable")
-    return sorted(int(i) for i in ranked[:FITTED_MEMBERS])
+    return sorted(int(i) for i in ranked[:limit])
 
 
 def fit_caruana(probs: Sequence[np.ndarray], labels: np.ndarray, num_classes: int, s: BlendSettings) -> Fitted:
@@ -114,7 +116,7 @@ def optimal_weights(probs: Sequence[np.ndarray], labels: np.ndarray, mean: Mean)
 
 
 def fit_weights(probs: Sequence[np.ndarray], labels: np.ndarray, num_classes: int, s: BlendSettings) -> Fitted:
-    chosen = best_members(probs, labels, num_classes, s.metric)
+    chosen = best_members(probs, labels, num_classes, s.metric, WEIGHED_MEMBERS)
     found = optimal_weights([probs[i] for i in chosen], labels, s.mean)
     weights = np.zeros(len(probs))
     weights[chosen] = found
@@ -130,7 +132,7 @@ def fit_stack(probs: Sequence[np.ndarray], labels: np.ndarray, num_classes: int,
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    chosen = best_members(probs, labels, num_classes, s.metric)
+    chosen = best_members(probs, labels, num_classes, s.metric, STACKED_MEMBERS)
     if len(np.unique(labels)) < 2:
         return WeightedBlend(tuple(float(i in chosen) for i in range(len(probs))), s.mean)
     model = LogisticRegression(C=1.0, max_iter=STACK_ITERATIONS, random_state=0)
