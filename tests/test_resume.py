@@ -155,10 +155,11 @@ def test_predict_writes_a_new_pair_the_ensemble_reads(demo_dir, tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     run = next((output / "standalone").iterdir())
+    # Read before predict.py writes beside it: 'valid1_*[0-9]_soft.csv' would also match '...-pred1_soft.csv'.
+    own = pd.read_csv(next(run.glob("valid1_*_soft.csv")))
     again = subprocess.run([sys.executable, str(ROOT / "predict.py"), str(run)], cwd=ROOT, capture_output=True,
                            text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
-    own = pd.read_csv(next(run.glob("valid1_*[0-9]_soft.csv")))
     new = pd.read_csv(next(run.glob("valid1_*-pred1_soft.csv")))
     # the same weights and predictor as the dump: the same probabilities
     assert np.allclose(own.iloc[:, 2:].to_numpy(), new.iloc[:, 2:].to_numpy(), atol=1e-5)

@@ -105,11 +105,11 @@ def test_predict_py_applies_a_policy_and_merge_as_the_dumps_did(demo_dir, tmp_pa
                      "best", "--dump_threshold", "0", "--tta", "d4", "--tta_merge", "gmean", *FAST)
     assert done.returncode == 0, done.stderr[-2000:]
     run = only_run(output)
+    own = pd.read_csv(next(run.glob("valid1_*_soft.csv"))).iloc[:, 2:].to_numpy()  # before -pred1 joins it
     for options in (["--tta", "d4", "--tta_merge", "gmean"], ["--tta", "none"]):
         again = subprocess.run([sys.executable, str(ROOT / "predict.py"), str(run), *options], cwd=ROOT,
                                capture_output=True, text=True, timeout=600)
         assert again.returncode == 0, again.stderr[-2000:]
-    own = pd.read_csv(next(run.glob("valid1_*[0-9]_soft.csv"))).iloc[:, 2:].to_numpy()
     same = pd.read_csv(next(run.glob("valid1_*-pred1_soft.csv"))).iloc[:, 2:].to_numpy()
     plain = pd.read_csv(next(run.glob("valid1_*-pred2_soft.csv"))).iloc[:, 2:].to_numpy()
     assert np.allclose(own, same, atol=1e-5) and not np.allclose(own, plain, atol=1e-4)
