@@ -16,9 +16,9 @@ from harness.errors import UserError
 from harness.fit.dump_rule import DUMP_RULES
 from harness.train.checkpoint import CHECKPOINT_MODES
 from harness.train.class_balance import CLASS_WEIGHTS, SAMPLERS
-from harness.train.losses import LOSSES
-from harness.train.optim import OPTIMIZERS, SCHEDULERS
-from harness.train.tta import TTA
+from harness.train.losses import LOSSES, loss_mix
+from harness.train.optim import BASE_OPTIMIZERS, OPTIMIZERS, SCHEDULERS
+from harness.train.tta import MERGES, TTA
 
 TRUE_WORDS = {"true", "1", "yes", "on"}
 # Upper bounds of the values that could exhaust the machine (memory, processes, threads, time) or break a library.
@@ -43,13 +43,19 @@ class TrialParams:
     # The original contest code's four search-space keys.
     batch_size: int = _flag(16, "images per training batch")
     model: str = _flag("ecaresnet50t", "a name of models/ (the search space's models) or any timm model name")
-    criterion: str = _flag("cross_entropy", "loss", tuple(LOSSES))
+    criterion: str = _flag("cross_entropy", f"loss: {', '.join(LOSSES)}, or several joined by '+' (focal+f1), "
+                                            "weighed by --loss_weights")
     classification: str = _flag(
         "multi", "task: mask, gender, age, or multi (all 18 classes; the only task of a single-label data set); "
                  "multihead: one backbone with mask, gender and age heads, 18-class soft CSVs", tuple(CLASSIFICATIONS))
+    loss_weights: str = _flag("", "weights of a mixed --criterion's parts, comma-separated (0.6,0.4), scaled to sum "
+                                  "to 1; empty: equal")
     # What users tune next.
     lr: float = _flag(1e-4, "initial learning rate")
-    optimizer: str = _flag("adam", "optimizer (sgd with momentum)", tuple(OPTIMIZERS))
+    optimizer: str = _flag("adam", "optimizer (sgd with momentum); sam, asam: sharpness-aware minimisation around "
+                                   "--sam_base, two forward-backward passes per step", tuple(OPTIMIZERS))
+    sam_base: str = _flag("adam", "sam and asam: the base optimiser that takes the step", tuple(BASE_OPTIMIZERS))
+    sam_rho: float = _flag(0.0, "sam and asam: radius of the ascent; 0: the variant's default (sam 0.05, asam 2.0)")
     scheduler: str = _flag("step", "step: lr/10 every 10 epochs (the original contest code's); cosine: cosine decay "
                                      "to 0",
                            tuple(SCHEDULERS))
@@ -90,8 +96,12 @@ class TrialParams:
     # the experiment's folder (harness/train/population.py says why and checks it).
     load_checkpoint_dir: str = _flag("", "PBT: a folder whose checkpoint the trial starts from (if it holds one)")
     save_checkpoint_dir: str = _flag("", "PBT: a folder the trial saves its final weights to, for the next step")
-    tta: str = _flag("none", "test-time augmentation of every dumped CSV and validation score: hflip averages the "
-                             "probabilities of the image and its mirror", tuple(TTA))
+    tta: str = _flag("none", "test-time augmentation of every dumped CSV and validation score: hflip merges the "
+                             "predictions of the image and its mirror; vflip, flips (both and their product), d4 (the "
+                             "8 rotations and mirrors of the square), five_crop (corners and centre at 0.875, resized "
+                             "back), scales (0.875x, 1x, 1.125x)", tuple(TTA))
+    tta_merge: str = _flag("mean", "how --tta merges its views: mean of the probabilities, or gmean (their geometric "
+                                   "mean, renormalised)", tuple(MERGES))
     # Mixing, class imbalance, weight averaging (README: "Contest techniques"; harness/train/mixing.py,
     # class_balance.py, averaging.py).
     mixup: float = _flag(0.0, "MixUp's beta alpha (timm's Mixup); 0: off")
@@ -254,6 +264,7 @@ def check(params: TrialParams) -> None:
         "lr": (params.lr > 0, "above 0"),
         "weight_decay": (params.weight_decay >= 0, "0 or more"),
         "momentum": (0 <= params.momentum < 1, "in [0, 1)"),
+        "sam_rho": (params.sam_rho >= 0, "0 or more (0: the variant's default)"),
         "img_size": (16 <= params.img_size <= MAX_IMG_SIZE, f"in 16..{MAX_IMG_SIZE}"),
         "crop": (0 < params.crop <= 1, "in (0, 1]"),
         "val_ratio": (0 <= params.val_ratio < 1, "in [0, 1)"),
@@ -276,6 +287,7 @@ def check(params: TrialParams) -> None:
     for name, (ok, expected) in ranges.items():
         if not ok:
             raise UserError(f"{name} must be {expected}, got {getattr(params, name)!r}")
+    loss_mix(params.criterion, params.loss_weights)  # every part known, one weight per part
     if params.weights and not params.pretrained:
         raise UserError("--weights is only read with --pretrained true")
     check_folds(params)

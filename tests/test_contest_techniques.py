@@ -47,7 +47,10 @@ def baseline(demo_dir, tmp_path_factory) -> dict:
     ["--class_weights", "inverse", "--criterion", "focal"],
     ["--sampler", "weighted"],
     ["--old_age", "59", "--classification", "age"],
-], ids=lambda flags: flags[0][2:])
+    ["--optimizer", "sam"],
+    ["--optimizer", "asam", "--sam_base", "sgd"],
+    ["--criterion", "focal+f1", "--loss_weights", "0.6,0.4", "--class_weights", "inverse", "--mixup", "0.4"],
+], ids=lambda flags: "-".join(flag for flag in flags if not flag.startswith("--")))
 def test_each_technique_runs_standalone_and_changes_training(demo_dir, tmp_path, baseline, flags):
     run, (record,) = run_trial(tmp_path, demo_dir, *flags)
     params = json.loads((run / "params.json").read_text())
@@ -124,3 +127,15 @@ def test_old_age_on_a_layout_without_ages_is_ignored_with_a_word(tmp_path, caplo
     params = json.loads((run / "params.json").read_text())
     assert params["old_age"] == 60 and "old_age 58 needs ages" in params["ignored"]["old_age"]
     assert "old_age 58 needs ages" in caplog.text
+
+
+def test_sam_steps_once_per_batch_with_mixing_the_average_and_several_heads(demo_dir, tmp_path):
+    """Two passes per batch, one step: the weight average and the base optimiser each count one step per batch."""
+    run, (record,) = run_trial(tmp_path, demo_dir, "--optimizer", "sam", "--classification", "multihead",
+                               "--mixup", "0.4", "--ema_decay", "0.9")
+    data = load_train(demo_dir)
+    train_idx, _ = split_indices(data.groups, data.group_strata, 0.2, 5)  # FAST's seed
+    fit = load(run / "last.pt")["fit"]
+    assert fit["average"]["steps"] == len(train_idx) // 8
+    assert fit["optimizer"]["state"][0]["step"] == len(train_idx) // 8
+    assert fit["optimizer"]["param_groups"][0]["rho"] == 0.05 and np.isfinite(record["val_loss"])

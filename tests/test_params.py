@@ -15,7 +15,8 @@ from models import is_known
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH_SPACES = sorted(ROOT.glob("search_space*.json"))
 # Where each search-space key's values must resolve.
-RESOLVERS = {"model": is_known, "criterion": LOSSES.__contains__, "classification": CLASSIFICATIONS.__contains__,
+RESOLVERS = {"model": is_known, "criterion": lambda value: all(part in LOSSES for part in value.split("+")),
+             "classification": CLASSIFICATIONS.__contains__,
              "optimizer": OPTIMIZERS.__contains__}
 
 
@@ -68,6 +69,13 @@ def test_the_original_search_space_is_kept():
     assert space["lr"]["_type"] == "loguniform"
 
 
+def test_a_search_space_may_choose_a_loss_mix_and_its_weights():
+    params = parse_params([], {"criterion": "focal+f1", "loss_weights": "0.6,0.4"})
+    assert (params.criterion, params.loss_weights) == ("focal+f1", "0.6,0.4")
+    with pytest.raises(UserError, match="loss_weights '0.6' has 1 weight for the 2 parts of criterion 'focal[+]f1'"):
+        parse_params(["--criterion", "focal+f1", "--loss_weights", "0.6"], None)
+
+
 def test_nni_values_override_flags():
     params = parse_params(["--batch_size", "8", "--lr", "0.1", "--epochs", "3"], {"batch_size": 32, "lr": 0.002})
     assert (params.batch_size, params.lr, params.epochs) == (32, 0.002, 3)
@@ -90,7 +98,7 @@ def test_integral_floats_from_quniform_become_ints():
     ({"lr": "fast"}, "lr must be a finite number"),
     ({"lr": float("nan")}, "lr must be a finite number"),
     ({"model": 3}, "model must be a string"),
-    ({"criterion": "mse"}, "criterion must be one of"),
+    ({"criterion": "mse"}, "unknown criterion 'mse': expected one of cross_entropy"),
     ({"classification": "race"}, "classification must be one of"),
     ({"optimizer": "lion"}, "optimizer must be one of"),
     ({"batch_size": 0}, "batch_size must be at least 2"),

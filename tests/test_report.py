@@ -197,17 +197,22 @@ def test_every_picture_is_an_embedded_png_and_a_file_beside_the_page(tmp_path, c
     assert not list((exp / "report").rglob(".*.tmp"))
 
 
-def test_select_shows_what_the_ensemble_chooses(tmp_path, capsys):
+@pytest.mark.parametrize("metric", [None, "accuracy"], ids=["defaults", "accuracy"])
+def test_select_shows_what_the_ensemble_chooses(tmp_path, capsys, metric):
+    """Both defaults select by macro_f1; --select_metric takes the ensemble's --metric names; the page names it."""
     exp = experiment(tmp_path)
-    code, _, err = report([exp, "--select", "--rounds", "10"], capsys)
+    chosen_metric = ["--select_metric", metric] if metric else []
+    code, _, err = report([exp, "--select", "--rounds", "10", *chosen_metric], capsys)
     assert code == 0, err
     html = (exp / "report" / "report.html").read_text()
-    code, stdout, _ = run_ensemble(["--from", exp, "--select", "--rounds", "10", "--metric", "accuracy",
-                                    "-o", tmp_path / "sub.csv"], capsys)
+    code, stdout, _ = run_ensemble(["--from", exp, "--select", "--rounds", "10",
+                                    *(["--metric", metric] if metric else []), "-o", tmp_path / "sub.csv"], capsys)
     assert code == 0
-    expected = re.findall(r"^(\w+): ensemble accuracy ([\d.]+) vs best single ([\d.]+)", stdout, re.M)
+    name = metric or "macro_f1"
+    assert f"by validation <b>{name}</b>" in html and f"--select --metric {name}</code>" in html
+    expected = re.findall(rf"^(\w+): ensemble {name} ([\d.]+) vs best single ([\d.]+)", stdout, re.M)
     assert [task for task, _, _ in expected] == ["mask", "gender", "age"]
-    shown = re.findall(r"<h3>(\w+): ensemble accuracy ([\d.]+), best single ([\d.]+)</h3>", html)
+    shown = re.findall(rf"<h3>(\w+): ensemble {name} ([\d.]+), best single ([\d.]+)</h3>", html)
     assert shown == expected
     section = html.split("Ensemble selection (--select)")[1]
     chosen = [(row[0].split()[1], row[2]) for table in Tables(section).tables for row in table[1:]]

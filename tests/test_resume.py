@@ -30,7 +30,11 @@ TECHNIQUES = ["--sampler", "weighted", "--mixup", "0.4", "--cutmix", "1.0", "--e
               "--class_weights", "inverse"]
 
 
-@pytest.mark.parametrize("techniques", [[], TECHNIQUES], ids=["plain", "sampler-mixing-ema"])
+# SAM: its state is the base optimiser's, its second pass draws no random numbers of its own.
+SAM = ["--optimizer", "asam", "--sam_base", "sgd", "--mixup", "0.4", "--ema_decay", "0.9"]
+
+
+@pytest.mark.parametrize("techniques", [[], TECHNIQUES, SAM], ids=["plain", "sampler-mixing-ema", "asam"])
 def test_a_trial_killed_mid_run_resumes_where_an_uninterrupted_run_would_be(demo_dir, tmp_path, techniques):
     epochs = 4
     common = ["--data_dir", str(demo_dir), "--epochs", str(epochs), *FAST, *techniques]
@@ -169,10 +173,11 @@ def test_predict_writes_a_new_pair_the_ensemble_reads(demo_dir, tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     run = next((output / "standalone").iterdir())
+    # Read before predict.py writes beside it: 'valid1_*[0-9]_soft.csv' would also match '...-pred1_soft.csv'.
+    own = pd.read_csv(next(run.glob("valid1_*_soft.csv")))
     again = subprocess.run([sys.executable, str(ROOT / "predict.py"), str(run)], cwd=ROOT, capture_output=True,
                            text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
-    own = pd.read_csv(next(run.glob("valid1_*[0-9]_soft.csv")))
     new = pd.read_csv(next(run.glob("valid1_*-pred1_soft.csv")))
     # the same weights and predictor as the dump: the same probabilities
     assert np.allclose(own.iloc[:, 2:].to_numpy(), new.iloc[:, 2:].to_numpy(), atol=1e-5)

@@ -30,8 +30,8 @@ def check_run_folder(run: Path, data_dir: Path, epochs: int) -> dict:
     task = csv_task(classification)  # what the CSVs predict: 'multi' for a multihead run
     heads = CLASSIFICATIONS[classification]
     head_keys = {f"val_{score}_{head}" for head in heads for score in ("acc", "f1")} if len(heads) > 1 else set()
-    assert re.fullmatch(rf"{classification}_{re.escape(params['model'])}_{params['batch_size']}_{params['criterion']}_"
-                        rf"{params['lr']:.3g}_{params['trial_id']}", run.name)
+    assert re.fullmatch(rf"{classification}_{re.escape(params['model'])}_{params['batch_size']}_"
+                        rf"{re.escape(params['criterion'])}_{params['lr']:.3g}_{params['trial_id']}", run.name)
     assert Path(params["data_dir"]) == data_dir.resolve()
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(1, epochs + 1))

@@ -209,13 +209,13 @@ class FitSetup:
 
     def predictor(self, model: nn.Module, tta: str | None = None, average: WeightAverage | None = None) -> Predictor:
         return Predictor(model, self.data.heads, self.normalize, self.machine.precision,
-                         self.params.tta if tta is None else tta, average)
+                         self.params.tta if tta is None else tta, average, self.params.tta_merge)
 
     def criteria(self, train_idx: np.ndarray) -> dict[str, nn.Module]:
         """One loss per head; --class_weights from the split's training labels (after --old_age)."""
-        labels = self.data.drawn_labels(train_idx)
-        return {name: create_loss(self.params.criterion, classes, class_weights(
-            labels[:, h], classes, self.params.class_weights)).to(self.machine.device)
+        labels, params = self.data.drawn_labels(train_idx), self.params
+        return {name: create_loss(params.criterion, classes, class_weights(
+            labels[:, h], classes, params.class_weights), params.loss_weights).to(self.machine.device)
             for h, (name, classes) in enumerate(self.data.heads.items())}
 
     def mix(self) -> BatchMixer | SoftTargets | None:
@@ -236,7 +236,7 @@ class FitSetup:
         model = self.on_device(self.new_model())
         loaders = self.loaders(split.train_idx, split.val_idx)
         optimizer = create_optimizer(params.optimizer, model.parameters(), params.lr, params.weight_decay,
-                                     params.momentum, params.fused_optimizer)
+                                     params.momentum, params.fused_optimizer, params.sam_base, params.sam_rho)
         average = WeightAverage(model, params.ema_decay) if ema_enabled(params.ema_decay) else None
         return Fit(split, self.data.heads, model, self.criteria(split.train_idx), optimizer,
                    create_scheduler(params.scheduler, optimizer, params.epochs),

@@ -211,9 +211,11 @@ def members_section(experiment: Experiment, metric: str) -> str:
 
 
 def selection_section(selections: Sequence[Any], pictures: Mapping[str, Picture | None], folder: str) -> str:
-    parts = ["<h2>Ensemble selection (--select)</h2><p>What <code>python -m ensemble --from … --select</code> "
-             "chooses: greedy forward selection with replacement on the validation CSVs, per task; multi members "
-             "vote through their marginals.</p>"]
+    metric = escape(selections[0].metric) if selections else ""
+    parts = ["<h2>Ensemble selection (--select)</h2><p>What <code>python -m ensemble --from … --select --metric "
+             f"{metric}</code> chooses: greedy forward selection with replacement on the validation CSVs, per task, "
+             f"by validation <b>{metric}</b> (<code>--select_metric</code>); multi members vote through their "
+             "marginals.</p>"]
     headers = [("member", ""), ("its task", ""), ("picks", "num"), ("weight", "num")]
     for chosen in selections:
         parts.append(f"<h3>{escape(chosen.task)}: ensemble {escape(chosen.metric)} {chosen.score:.4f}, best single "
