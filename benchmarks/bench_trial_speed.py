@@ -57,7 +57,7 @@ from harness.params import TrialParams  # noqa: E402
 from harness.train.allocator import keep_freed_memory  # noqa: E402
 from harness.train.losses import create_loss  # noqa: E402
 from harness.train.optim import create_optimizer  # noqa: E402
-from harness.train.passes import predict, train_one_epoch  # noqa: E402
+from harness.train.passes import TrainStep, predict, train_one_epoch  # noqa: E402
 from harness.train.precision import Precision, resolve_precision  # noqa: E402
 from models import create_model, set_fast_swish  # noqa: E402
 
@@ -114,16 +114,16 @@ def epoch_seconds(params: TrialParams, train_set: TrainSet, labels: np.ndarray, 
     for setup in setups.values():  # warm-up: workers started, allocator and kernels settled
         model = copy.deepcopy(initial)
         optimizer = create_optimizer(params.optimizer, model.parameters(), params.lr)
-        train_one_epoch(model, itertools.islice(setup.train, 3), heads, criteria, optimizer, normalize,
-                        precision)
+        train_one_epoch(model, itertools.islice(setup.train, 3),
+                        TrainStep(heads, criteria, optimizer, normalize, precision))
     seconds: dict[str, list[float]] = {name: [] for name in setups}
     for round_ in range(repeats):
         for name in (list(setups) if round_ % 2 == 0 else list(setups)[::-1]):
             model = copy.deepcopy(initial)
             optimizer = create_optimizer(params.optimizer, model.parameters(), params.lr)
             start = time.perf_counter()
-            train_one_epoch(model, setups[name].train, heads, criteria, optimizer, normalize, precision,
-                            precision.grad_scaler())
+            train_one_epoch(model, setups[name].train,
+                            TrainStep(heads, criteria, optimizer, normalize, precision, precision.grad_scaler()))
             predict(model, setups[name].val, heads, normalize, precision, criteria)
             seconds[name].append(time.perf_counter() - start)
     return {"epoch_jpeg_s": statistics.median(seconds["jpeg"]), "epoch_cache_s": statistics.median(seconds["cache"]),
@@ -164,8 +164,8 @@ def harness_overhead(params: TrialParams, train_set: TrainSet, labels: np.ndarra
     def harness() -> float:
         model, optimizer = fresh()
         start = time.perf_counter()
-        train_one_epoch(model, raw, heads, {params.classification: criterion}, optimizer, normalize,
-                        precision)  # ends with its one sync
+        train_one_epoch(model, raw, TrainStep(heads, {params.classification: criterion}, optimizer, normalize,
+                                              precision))  # ends with its one sync
         return time.perf_counter() - start
 
     bare(), harness()  # warm-up: allocator, kernels
@@ -240,9 +240,9 @@ def _training_rate(name: str, device: torch.device, img_size: int, batch_size: i
     batches = [(images, torch.randint(0, 18, (batch_size, 1)))] * steps
     normalize = Normalizer((0.5,) * 3, (0.25,) * 3, device, nhwc)
     heads, criteria = {"multi": 18}, {"multi": torch.nn.CrossEntropyLoss()}
-    train_one_epoch(model, batches[:1], heads, criteria, optimizer, normalize, precision, precision.grad_scaler())
-    result = train_one_epoch(model, batches, heads, criteria, optimizer, normalize, precision,
-                             precision.grad_scaler())
+    step = TrainStep(heads, criteria, optimizer, normalize, precision, precision.grad_scaler())
+    train_one_epoch(model, batches[:1], step)
+    result = train_one_epoch(model, batches, step)
     return result.images / result.seconds
 
 

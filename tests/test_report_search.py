@@ -128,7 +128,8 @@ def nni_profile(exp: Path, tuner: dict, assessor: dict | None = None) -> None:
 
 def test_comparing_two_experiments(tmp_path, capsys):
     first = lr_experiment(tmp_path, "ExpAsha1")
-    nni_profile(first, {"className": "harness.experiment.tuners.TPE"}, {"className": "harness.experiment.asha.Asha"})
+    nni_profile(first, {"className": "harness.experiment.tuners.TPE"},
+                {"className": "harness.experiment.assessors.Asha"})
     second = tmp_path / "ExpHyper2"
     write_trial(second, "h1", {"lr": 0.001, "batch_size": 16}, [0.5, 0.95], minutes=30)
     nni_profile(second, {"name": "Hyperband"})

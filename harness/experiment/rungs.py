@@ -1,5 +1,5 @@
 """Asynchronous successive halving's rule and record, as pure functions and plain data (no NNI, no torch): the ASHA
-assessor (harness/experiment/asha.py) decides with them, the follower and the report read what it recorded.
+assessor (harness/experiment/assessors.py) decides with them, the report reads what it recorded.
 
 The rule (Li et al., "A System for Massively Parallel Hyperparameter Tuning", MLSys 2020, in its stopping form, as
 Ray Tune's AsyncHyperBandScheduler): rungs at r, r*eta, r*eta^2 ... epochs. When a trial's results reach a rung, its
@@ -16,7 +16,6 @@ there first, so an early trial is judged against few and a late one against many
 brackets). A trial whose results jump past several rungs at once (a resumed one) is judged at each in turn."""
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,11 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.experiment.logs import read_text
 from harness.outputs.reading import read_json
 
 STATE = "asha.json"          # in NNI's checkpoint folder (<experiment>/checkpoint), which `nnictl resume` hands back
-STOPS = "assessor_stops.jsonl"  # in NNI's log folder (<experiment>/log): one line per stop
 MAX_RUNGS = 16               # eta 2 from 1 epoch: rungs up to 32,768 epochs
 
 
@@ -108,9 +105,10 @@ class Rungs:
                 "recorded": {str(rung): scores for rung, scores in self.recorded.items()}, "stops": self.stops}
 
 
-def stop_record(verdict: Verdict, epochs: int, sign: float = 1.0) -> dict[str, Any]:
-    """One line of assessor_stops.jsonl (the score as the trial reported it)."""
-    return {"trial": verdict.trial, "assessor": "ASHA", "epoch": epochs, "rung": verdict.rung,
+def stop_record(verdict: Verdict, steps: int, sign: float = 1.0) -> dict[str, Any]:
+    """A stop as asha.json keeps it and assessor_stops.jsonl adds it to the shared fields (harness/experiment/
+    stops.py): `step` is the results the trial had reported, `score` as the trial reported it."""
+    return {"trial": verdict.trial, "step": steps, "assessor": "ASHA", "rung": verdict.rung,
             "score": verdict.score * sign, "place": verdict.place, "of": verdict.reached, "kept": verdict.kept}
 
 
@@ -137,7 +135,8 @@ def rungs_from(data: Any, path: Path) -> Rungs:
 
 
 def valid_stop(stop: dict[str, Any]) -> bool:
-    return isinstance(stop.get("trial"), str) and all(_number(stop.get(key)) for key in ("epoch", "rung", "score"))
+    """An ASHA stop: a trial id, and its step, rung and score as numbers (a Medianstop stop has no rung)."""
+    return isinstance(stop.get("trial"), str) and all(_number(stop.get(key)) for key in ("step", "rung", "score"))
 
 
 def read_rungs(checkpoint_dir: Path) -> Rungs | None:
@@ -146,26 +145,14 @@ def read_rungs(checkpoint_dir: Path) -> Rungs | None:
     return rungs_from(read_json(path, "ASHA record"), path) if path.is_file() else None
 
 
-def read_stops(log_dir: Path) -> list[dict[str, Any]]:
-    """The stops an assessor recorded (<experiment>/log/assessor_stops.jsonl), malformed lines left out."""
-    stops = []
-    for line in read_text(Path(log_dir) / STOPS).splitlines():
-        try:
-            stop = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(stop, dict) and valid_stop(stop):
-            stops.append(stop)
-    return stops
-
-
-def stop_line(stop: dict[str, Any]) -> str:
-    """'ASHA stopped trial AbC12 at the 3-epoch rung: best default 0.6120, 3rd of 4 there (the top 2 continue)'"""
+def stop_reason(stop: dict[str, Any]) -> str:
+    """The stop's reason, as assessor_stops.jsonl, the follower and stopped.json give it: 'ASHA at the 3-epoch rung
+    (after epoch 3): best default 0.6120, 3rd of 4 there (the top 2 continue)'"""
     place = stop.get("place")
     where = (f", {ordinal(place)} of {stop.get('of')} there (the top {stop.get('kept')} continue)"
              if _number(place) and _number(stop.get("of")) else "")
-    return (f"{stop.get('assessor', 'the assessor')} stopped trial {stop['trial']} at the {stop['rung']}-epoch rung "
-            f"(after epoch {stop['epoch']}): best default {stop['score']:.4f}{where}")
+    return (f"ASHA at the {stop['rung']}-epoch rung (after epoch {stop['step']}): best default "
+            f"{stop['score']:.4f}{where}")
 
 
 def ordinal(n: int) -> str:

@@ -1,4 +1,5 @@
-"""python -m harness.report EXPERIMENT_DIR [-o OUTPUT] [--select] [--metric val_acc|val_f1]
+"""python -m harness.report EXPERIMENT_DIR [-o OUTPUT] [--metric val_acc|val_f1] [--select]
+                              [--select_metric macro_f1|accuracy]
 python -m harness.report EXP_A EXP_B ... [-o OUTPUT] [--metric val_acc|val_f1]
 
 Writes one self-contained HTML page about an experiment's trials (pictures embedded), and the same pictures as
@@ -17,6 +18,7 @@ from pathlib import Path
 from harness.atomic import atomic_open
 from harness.cli import run_cli
 from harness.errors import UserError
+from harness.metrics import DEFAULT_SELECTION_METRIC, SELECTION_METRICS
 from harness.outputs.reading import PARAMS
 from harness.report.runs import METRIC_NAMES, Experiment, hyperparameters, read_experiment, tasks
 
@@ -48,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "trial.py's default)")
     parser.add_argument("--select", action="store_true",
                         help="add the ensemble's choice: what `python -m ensemble --from EXPERIMENT_DIR --select` "
-                             "picks per task on the validation CSVs (accuracy for val_acc, macro_f1 for val_f1)")
+                             "picks per task on the validation CSVs (Caruana's selection, by --select_metric)")
+    parser.add_argument("--select_metric", choices=tuple(SELECTION_METRICS), default=DEFAULT_SELECTION_METRIC,
+                        help=f"the validation score --select maximises: the names and default "
+                             f"({DEFAULT_SELECTION_METRIC}) of the ensemble's --metric"),
     parser.add_argument("--rounds", type=positive_int, default=25, metavar="N",
                         help="selection rounds for --select (default 25, as the ensemble's)")
     return parser
@@ -81,7 +86,8 @@ def write_pictures(pictures: dict, folder: Path) -> list[Path]:
 
 def search_sections(experiment: Experiment, keys: list[str], metric: str) -> tuple[dict, list, dict]:
     """(pictures, the sections of harness/report/sections.py, trial id -> the ASHA rung that stopped it)."""
-    from harness.experiment.rungs import read_rungs, read_stops
+    from harness.experiment.rungs import read_rungs, valid_stop
+    from harness.experiment.stops import read_stops, stops_file
     from harness.report import charts, sections
     from harness.report.importance import importance
     from harness.report.pareto import points
@@ -100,7 +106,8 @@ def search_sections(experiment: Experiment, keys: list[str], metric: str) -> tup
     except UserError as error:
         print(f"{PROG}: warning: {error}", file=sys.stderr)
         rungs = None
-    stops = read_stops(experiment.path / "log")
+    # ASHA's stops (a rung and a score); Medianstop's have neither and show in the trials' status alone.
+    stops = [stop for stop in read_stops(stops_file(experiment.path / "log")).values() if valid_stop(stop)]
     parts = [sections.importance_section(found, pictures, FIGURES, experiment.runs),
              sections.parallel_section(experiment.runs, pictures, FIGURES),
              sections.pareto_section(costs, pictures, FIGURES, metric), sections.asha_section(rungs, stops)]
@@ -124,7 +131,7 @@ def one_experiment(args: argparse.Namespace, generated: str) -> int:
     if args.select:
         from harness.report.selection import select  # the ensemble package, only when asked for
 
-        selections = select([run.folder for run in experiment.runs], args.metric, args.rounds)
+        selections = select([run.folder for run in experiment.runs], args.select_metric, args.rounds)
 
     from harness.report.figures import all_pictures  # matplotlib: only once the inputs were read
     from harness.report.page import render

@@ -92,7 +92,8 @@ def asha_section(rungs: Rungs | None, stops: Sequence[dict[str, Any]]) -> str:
         rows = []
         for rung in rungs.epochs:
             at = [s for s in stops if s.get("rung") == rung]
-            scores = sorted((v * rungs.sign for v in rungs.recorded.get(rung, {}).values()), reverse=True)
+            # best first: the recorded scores are maximised (a minimised metric's negated), shown as reported
+            scores = [v * rungs.sign for v in sorted(rungs.recorded.get(rung, {}).values(), reverse=True)]
             rows.append("<tr>" + "".join([
                 cell(str(rung), "num"), cell(str(len(scores)), "num"), cell(str(len(at)), "num"),
                 cell(number(scores[0]) if scores else "—", "num"), cell(number(kept_now(rungs, rung)), "num")])
@@ -101,7 +102,7 @@ def asha_section(rungs: Rungs | None, stops: Sequence[dict[str, Any]]) -> str:
                             ("best there", "num"), ("a newcomer needs now", "num")], rows))
     if stops:
         rows = ["<tr>" + "".join([
-            cell(escape(str(s["trial"]))), cell(str(s["rung"]), "num"), cell(str(s["epoch"]), "num"),
+            cell(escape(str(s["trial"]))), cell(str(s["rung"]), "num"), cell(str(s["step"]), "num"),
             cell(number(float(s["score"])), "num"),
             cell(escape(f"{ordinal(int(s['place']))} of {s.get('of')}, top {s.get('kept')} continue")
                  if isinstance(s.get("place"), int) else "—")]) + "</tr>" for s in stops]

@@ -66,8 +66,8 @@ class CostHook(Hook):
     architecture) and writes cost.json."""
     name = "cost"
 
-    def __init__(self, run: RunFolder, last_split: int, tta: str) -> None:
-        self.run, self.last_split, self.tta = run, last_split, tta
+    def __init__(self, run: RunFolder, last_split: int) -> None:
+        self.run, self.last_split = run, last_split  # last_split: the scheme's last split number (--folds, or 1)
 
     def after_split(self) -> None:
         fit = self.loop.fit
@@ -80,23 +80,23 @@ class CostHook(Hook):
         batches = first_batches(loader)
         if not batches:
             return
-        cost = measure(fit.predictor, batches, images_of, self.tta)
+        cost = measure(fit.predictor, batches, images_of)
         with self.loop.stop.protect():
             self.run.write_cost(cost)
         log.info("inference %.3f ms per image on %s (%s, tta %s), %d parameters", cost["ms_per_image"],
-                 cost["device"], images_of, self.tta, cost["parameters"])
+                 cost["device"], images_of, cost["tta"], cost["parameters"])
 
 
-def measure(predictor: Predictor, batches: list[tuple[torch.Tensor, torch.Tensor]], images_of: str,
-            tta: str) -> dict[str, Any]:
+def measure(predictor: Predictor, batches: list[tuple[torch.Tensor, torch.Tensor]],
+            images_of: str) -> dict[str, Any]:
     """cost.json's contents."""
     device = predictor.precision.device
     ms = time_per_image(predictor, batches)
     model = predictor.average.module if predictor.average is not None else predictor.model
     return {"ms_per_image": ms, "parameters": parameter_count(model), "device": device_name(device),
             "images": sum(len(batch[0]) for batch in batches), "batch_size": len(batches[0][0]),
-            "measured_on": images_of, "tta": tta, "threads": torch.get_num_threads(),
-            "at": datetime.datetime.now(datetime.UTC).isoformat()}
+            "measured_on": images_of, "tta": predictor.tta, "tta_merge": predictor.tta_merge,
+            "threads": torch.get_num_threads(), "at": datetime.datetime.now(datetime.UTC).isoformat()}
 
 
 def device_name(device: torch.device) -> str:
