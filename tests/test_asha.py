@@ -9,8 +9,9 @@ import pytest
 
 from harness.errors import UserError
 from harness.experiment.config import load_config, with_overrides
-from harness.experiment.follower import Follower
-from harness.experiment.rungs import Rungs, judge, read_rungs, read_stops, rung_epochs, stop_line
+from harness.experiment.follower import stop_reasons
+from harness.experiment.rungs import Rungs, judge, read_rungs, rung_epochs
+from harness.experiment.stops import STOPS_FILE, read_stops
 from trial_checks import run_to_end
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +100,7 @@ def test_bad_rungs_are_one_line_errors(kwargs, needle):
 def test_the_record_survives_a_resume(tmp_path, monkeypatch):
     """`nnictl resume` starts a new assessor with NNI_MODE=resume and calls its load_checkpoint: later trials are
     judged against the trials recorded before the stop."""
-    from harness.experiment.asha import Asha
+    from harness.experiment.assessors import Asha
 
     monkeypatch.setenv("NNI_CHECKPOINT_DIRECTORY", str(tmp_path / "checkpoint"))
     monkeypatch.setenv("NNI_LOG_DIRECTORY", str(tmp_path / "log"))
@@ -111,13 +112,14 @@ def test_the_record_survives_a_resume(tmp_path, monkeypatch):
     after.load_checkpoint()
     assert after.assess_trial("b", [{"default": 0.7, "val_loss": 1.0}]).name == "Bad"
     assert read_rungs(tmp_path / "checkpoint").recorded == {1: {"a": 0.8, "b": 0.7}}
-    [stop] = read_stops(tmp_path / "log")
-    assert stop_line(stop) == ("ASHA stopped trial b at the 1-epoch rung (after epoch 1): best default 0.7000, "
-                               "2nd of 2 there (the top 1 continue)")
+    # The stop in the record every assessor of the harness writes (harness/experiment/stops.py), its rung beside it
+    assert read_stops(tmp_path / "log" / STOPS_FILE) == {"b": {
+        "trial": "b", "step": 1, "assessor": "ASHA", "rung": 1, "score": 0.7, "place": 2, "of": 2, "kept": 1,
+        "reason": "ASHA at the 1-epoch rung (after epoch 1): best default 0.7000, 2nd of 2 there (the top 1 continue)"}}
 
 
 def test_a_record_of_other_rungs_is_not_resumed(tmp_path, monkeypatch):
-    from harness.experiment.asha import Asha
+    from harness.experiment.assessors import Asha
 
     monkeypatch.setenv("NNI_CHECKPOINT_DIRECTORY", str(tmp_path))
     Asha(eta=2, rungs=[1]).assess_trial("a", [0.8])
@@ -127,13 +129,13 @@ def test_a_record_of_other_rungs_is_not_resumed(tmp_path, monkeypatch):
 
 
 def test_a_minimised_metric_stops_the_higher_one(tmp_path, monkeypatch):
-    from harness.experiment.asha import Asha
+    from harness.experiment.assessors import Asha
 
     monkeypatch.setenv("NNI_LOG_DIRECTORY", str(tmp_path))
     asha = Asha(optimize_mode="minimize", eta=2, rungs=[1])
     assert asha.assess_trial("a", [0.3]).name == "Good"
     assert asha.assess_trial("b", [0.5]).name == "Bad"
-    assert read_stops(tmp_path)[0]["score"] == 0.5
+    assert read_stops(tmp_path / STOPS_FILE)["b"]["score"] == 0.5
 
 
 def demo_trial_args(demo_dir: Path, epochs: int) -> list[str]:
@@ -169,11 +171,12 @@ def test_asha_stops_the_worse_trial_of_a_real_experiment(demo_dir, tmp_path):
     assert status == "DONE"
     assert [t["status"] for t in trials] == ["SUCCEEDED", "USER_CANCELED"]
     experiment = tmp_path / "exp" / experiment_id
-    [stop] = read_stops(experiment / "log")
+    [stop] = read_stops(experiment / "log" / STOPS_FILE).values()
     assert stop["trial"] == trials[1]["trialJobId"] and stop["rung"] == 1 and stop["place"] == 2
     run = next(experiment.glob(f"*_{trials[1]['trialJobId']}"))
-    assert json.loads((run / "stopped.json").read_text())["last_completed_epoch"] < 40
-    lines: list[str] = []
-    follower = Follower(rest=None, echo=lines.append, manager_log=experiment / "log" / "nnimanager.log")
-    follower.report_stops()
-    assert lines == [stop_line(stop)]
+    stopped = json.loads((run / "stopped.json").read_text())
+    assert stopped["last_completed_epoch"] < 40 and stopped["stopped_by"] == "assessor"
+    assert stopped["assessor"]["reason"] == stop["reason"]
+    # The follower's line for the cancelled trial names ASHA's rung
+    reasons = stop_reasons(experiment / "log" / "nnimanager.log")
+    assert reasons[stop["trial"]] == f"stopped by the assessor: {stop['reason']}"

@@ -33,7 +33,7 @@ def multi_experiment(root: Path, runs: dict[str, tuple[float, float | None]]) ->
 def chosen(stdout: str) -> set[str]:
     """The trials --select printed as chosen members."""
     return {line.split("resnet18_16_focal_0.0001_")[1].split("/")[0] for line in stdout.splitlines()
-            if line.startswith("  ") and "/" in line}
+            if line.startswith("  ") and "resnet18_16_focal_0.0001_" in line}
 
 
 def test_select_stays_within_the_budget(tmp_path, capsys):
@@ -78,3 +78,16 @@ def test_selection_picks_a_chosen_member_again_for_free():
     assert selection.counts[1] == 0 and selection.counts[0] >= 1  # the weak one would pass the budget
     with pytest.raises(ValueError):
         select_ensemble([good, weak], labels, rounds=2, costs=[2.0, 3.0], budget=1.0)
+
+
+@pytest.mark.parametrize("blend", ["weights", "stack"])
+def test_every_blend_stays_within_the_budget(tmp_path, capsys, blend):
+    """weights and stack are fitted on the budgeted selection's members alone: the slow, best member stays out."""
+    exp = multi_experiment(tmp_path, {"fast": (1.5, 1.0), "slow": (4.0, 5.0), "mid": (2.0, 2.0)})
+    code, out, err = run_cli(["--from", exp, "--select", "--blend", blend, "--inference_budget", "3.5", "-o",
+                              tmp_path / "s.csv"], capsys)
+    assert code == 0, err
+    assert f"<- used (--blend {blend})" in out
+    assert chosen(out) and chosen(out) <= {"fast", "mid"}
+    taken = float(out.split("the chosen members take ")[1].split(" ms/image")[0])
+    assert 0 < taken <= 3.5

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from test_report import Tables, by_trial, report
 
-from harness.experiment.rungs import STATE, STOPS, Rungs
+from harness.experiment.rungs import STATE, Rungs, stop_reason
+from harness.experiment.stops import STOPS_FILE, record_stop
 from harness.report.compare import curve, read_side
 from harness.report.importance import importance
 from harness.report.pareto import pareto_front
@@ -106,7 +107,11 @@ def test_asha_rungs_and_stops_are_shown(tmp_path, capsys):
     (exp / "checkpoint").mkdir()
     (exp / "checkpoint" / STATE).write_text(json.dumps(rungs.to_dict()))
     (exp / "log").mkdir()
-    (exp / "log" / STOPS).write_text("".join(json.dumps(stop) + "\n" for stop in rungs.stops) + "not json\n")
+    for stop in rungs.stops:  # as the Asha assessor records them (harness/experiment/assessors.py)
+        record_stop(exp / "log" / STOPS_FILE, stop["trial"], stop["step"], stop_reason(stop), stop)
+    record_stop(exp / "log" / STOPS_FILE, "t02", 2, "Medianstop at step 2")  # another assessor's: not ASHA's table
+    with (exp / "log" / STOPS_FILE).open("a") as handle:
+        handle.write("not json\n")
     assert report([exp], capsys)[0] == 0
     html = (exp / "report" / "report.html").read_text()
     assert "<h2>Early stopping</h2>" in html and "<h3>1 stop</h3>" in html
