@@ -106,6 +106,15 @@ def chosen_csv(folder: Path) -> Path:
     return folder / next(d.eval_csv for d in run.dumps if d.eval_csv and d.epoch == best["epoch"] and not d.tag)
 
 
+def answers_of(data: Path) -> pd.DataFrame:
+    """The held-out answers: heldout_answers.csv of a real photo set, eval_answers.csv of the demo data."""
+    found = [data / name for name in ("heldout_answers.csv", "eval_answers.csv") if (data / name).is_file()]
+    if not found:
+        raise SystemExit(f"{data}: no heldout_answers.csv (python -m harness.real_photos) or eval_answers.csv "
+                         "(python -m harness.demo_data) to score on")
+    return pd.read_csv(found[0])
+
+
 def held_out(csv: Path, answers: pd.DataFrame) -> dict[str, float]:
     frame = pd.read_csv(csv).set_index("ImageID").loc[answers["ImageID"]]
     probs = frame[[c for c in frame.columns if c.isdigit()]].to_numpy()
@@ -169,7 +178,7 @@ def run_seed(args: argparse.Namespace, seed: int, techniques: list[str]) -> dict
         else:
             folder, seconds = derived(args, technique, seed, runs)
             runs[technique] = Result(technique, seed, str(folder), seconds)
-    answers = pd.read_csv(args.data / "heldout_answers.csv")
+    answers = answers_of(args.data)
     for result in runs.values():
         result.csv = result.csv or str(chosen_csv(Path(result.folder)))
         result.scores = held_out(Path(result.csv), answers)
@@ -191,7 +200,7 @@ def pools(runs: dict[str, Result]) -> dict[str, list[str]]:
 
 
 def ensembles(args: argparse.Namespace, seed: int, runs: dict[str, Result]) -> dict[str, dict[str, float]]:
-    answers = pd.read_csv(args.data / "heldout_answers.csv")
+    answers = answers_of(args.data)
     scores = {}
     for name, members in pools(runs).items():
         folders = sorted({Path(runs[t].folder) for t in members})

@@ -229,3 +229,22 @@ def test_every_shipped_assessor_records_its_stops():
         assessor = yaml.safe_load(name.read_text()).get("assessor")
         if assessor:
             assert assessor.get("className", "").startswith("harness.experiment.assessors."), name.name
+
+
+@pytest.mark.parametrize("sent", [[1, 2], "lr=0.1", 3])
+def test_a_set_that_is_not_an_object_reaches_the_parameter_check(monkeypatch, sent):
+    """NNI's REST API takes any JSON as a trial's set: what arrives is kept as sent, so that the trial fails on it in
+    one line instead of training the defaults."""
+    import nni
+    import nni.trial
+
+    from harness.errors import UserError
+    from harness.params import parse_params
+
+    monkeypatch.setattr(nni, "get_next_parameter", lambda: sent)
+    monkeypatch.setattr(nni.trial, "_params", {"parameter_id": None, "parameter_source": "customized",
+                                               "parameters": sent})
+    received = runtime.received_set()
+    assert received is not None and received["parameters"] == sent
+    with pytest.raises(UserError, match="must be a JSON object of search-space keys"):
+        parse_params([], received["parameters"])

@@ -37,7 +37,7 @@ class Handout:
     set. The trial asks once (which keeps the queue balanced: asking twice leaves a later trial waiting for ever),
     then reads the manager's record of itself and, when it names another set, trains that one and reports under
     its id: every view then names what ran."""
-    parameters: dict[str, Any]          # what the trial trains with
+    parameters: Any                     # what the trial trains with (a dict; anything else fails its check)
     received: dict[str, Any] | None     # the record NNI's channel handed out: {parameter_id, parameters, ...}
     recorded: dict[str, Any] | None     # the manager's record of this trial; None when it could not be read
     note: str                           # one line: which set it trains, and why
@@ -93,9 +93,10 @@ def received_set() -> dict[str, Any] | None:
         warnings.filterwarnings("ignore", message=".*without runtime.*")
         got = nni.get_next_parameter()
     found = nni.trial._params  # NNI 3.0 (its last release) keeps the whole record there, id included
-    if isinstance(found, dict) and found.get("parameters") is got and isinstance(got, dict):
+    if isinstance(found, dict) and found.get("parameters") is got and got is not None:
         return found
-    return {"parameter_id": None, "parameter_source": None, "parameters": got} if isinstance(got, dict) else None
+    # Any JSON can arrive (NNI's REST API takes a list as a set): it is kept as sent, for the parameter check to name.
+    return None if got is None else {"parameter_id": None, "parameter_source": None, "parameters": got}
 
 
 def next_parameters(within: float = RECORD_WAIT) -> Handout:
