@@ -122,12 +122,13 @@ def held_out(csv: Path, answers: pd.DataFrame) -> dict[str, float]:
     return {"accuracy": accuracy(truth, predicted), "macro_f1": macro_f1(truth, predicted, probs.shape[1])}
 
 
-def ensemble(args: argparse.Namespace, folders: list[Path], name: str) -> Path:
-    """python -m ensemble --select over the run folders; returns its blended soft CSV."""
+def ensemble(args: argparse.Namespace, folders: list[Path], name: str, blend: str = "caruana") -> Path:
+    """python -m ensemble --select [--blend B] over the run folders; returns its blended soft CSV."""
     out = args.work / "ensembles" / f"{name}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     timed([sys.executable, "-m", "ensemble", "--from", *map(str, folders), "--select", "--info",
-           str(args.data / "eval" / "info.csv"), "-o", str(out)], out.with_suffix(".log"))
+           str(args.data / "eval" / "info.csv"), "-o", str(out), *(["--blend", blend] if blend != "caruana" else [])],
+          out.with_suffix(".log"))
     return out.with_name(f"{out.stem}_multi_soft.csv")
 
 
@@ -204,8 +205,11 @@ def ensembles(args: argparse.Namespace, seed: int, runs: dict[str, Result]) -> d
     scores = {}
     for name, members in pools(runs).items():
         folders = sorted({Path(runs[t].folder) for t in members})
-        blended = ensemble(args, folders, f"seed{seed}_{name.replace(' ', '_')}")
-        scores[name] = held_out(blended, answers)
+        # The whole pools also with the ensemble's other blends (ensemble/blends.py), fitted on validation only.
+        for blend in ("caruana", "weights", "stack") if name.startswith("all ") else ("caruana",):
+            shown = name if blend == "caruana" else f"{name} ({blend})"
+            blended = ensemble(args, folders, f"seed{seed}_{shown.replace(' ', '_')}", blend)
+            scores[shown] = held_out(blended, answers)
     return scores
 
 
@@ -230,15 +234,16 @@ def table(found: dict[str, Any]) -> str:
     lines = ["| technique | held-out accuracy | held-out macro-F1 | seconds | final ensemble without it (macro-F1) |",
              "|---|---:|---:|---:|---:|"]
     blends = found["ensembles"]
+    def cell(s: dict[str, float], f: str = "{:.4f}") -> str:
+        return f"{f.format(s['median'])} ({f.format(s['min'])}-{f.format(s['max'])})"
+
     for technique, row in found["techniques"].items():
-        cell = lambda s, f="{:.4f}": f"{f.format(s['median'])} ({f.format(s['min'])}-{f.format(s['max'])})"  # noqa: E731
         without = blends.get(f"holdout without {technique}") or blends.get(f"kfold without {technique}")
         lines.append(f"| {technique} | {cell(row['accuracy'])} | {cell(row['macro_f1'])} | "
                      f"{cell(row['seconds'], '{:.0f}')} | {cell(without['macro_f1']) if without else ''} |")
     for name, row in blends.items():
         if "without" not in name:
-            lines.append(f"| ensemble of {name} | {row['accuracy']['median']:.4f} | {row['macro_f1']['median']:.4f} "
-                         f"| | |")
+            lines.append(f"| ensemble of {name} | {cell(row['accuracy'])} | {cell(row['macro_f1'])} | | |")
     return "\n".join(lines)
 
 
