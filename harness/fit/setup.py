@@ -114,11 +114,13 @@ class Fit:
     def average(self) -> WeightAverage | None:
         return self.predictor.average
 
-    def train_epoch(self, number: int, epochs: int, after_step: Callable[[nn.Module], None] | None) -> TrainResult:
-        step = TrainStep(self.heads, self.criteria, self.optimizer, self.predictor.normalize,
+    def train_step(self, after_step: Callable[[nn.Module], None] | None = None) -> TrainStep:
+        return TrainStep(self.heads, self.criteria, self.optimizer, self.predictor.normalize,
                          self.predictor.precision, self.scaler, self.mix, after_step)
-        return train_one_epoch(self.model, self.loaders.train, step, EpochProgress(number, epochs,
-                                                                                  len(self.loaders.train)))
+
+    def train_epoch(self, number: int, epochs: int, after_step: Callable[[nn.Module], None] | None) -> TrainResult:
+        return train_one_epoch(self.model, self.loaders.train, self.train_step(after_step),
+                               EpochProgress(number, epochs, len(self.loaders.train)))
 
     def validate(self) -> Prediction | None:
         return self.predictor(self.loaders.val, self.criteria) if self.loaders.val else None

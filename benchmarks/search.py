@@ -1,6 +1,6 @@
 """Which tuner spends a fixed CPU budget best: TPE + Medianstop, Hyperband and random search on the demo data.
 
-    python benchmarks/bench_search.py [--minutes 20] [--out bench_out/search] [--tuners tpe,hyperband,random]
+    python -m benchmarks.search [--minutes 20] [--out bench_out/search] [--tuners tpe,hyperband,random]
 
 The tuners' experiments run side by side for the same wall-clock budget, one trial each at a time (so that
 other load on the machine falls on all of them alike), on the same generated demo data (18 classes, the
@@ -19,16 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import yaml
 
-import yaml  # noqa: E402
-
-from harness.atomic import write_json  # noqa: E402
-from harness.data.demo import generate  # noqa: E402
-from harness.experiment.config import load_config, with_overrides  # noqa: E402
-from harness.experiment.nnictl import free_port, start, stop  # noqa: E402
-from harness.experiment.rest import NniRest  # noqa: E402
+from benchmarks.common import ROOT
+from harness.atomic import write_json
+from harness.data.demo import generate
+from harness.experiment.config import load_config, with_overrides
+from harness.experiment.nnictl import free_port, start, stop
+from harness.experiment.rest import NniRest
 
 EPOCHS = 6  # a TPE or random trial's length; Hyperband's budgets run from 1 to R = 6 epochs (eta 3: 1, 2, 6)
 TRIAL_FLAGS = ["--epochs", str(EPOCHS), "--img_size", "64", "--pretrained", "false", "--num_workers", "1",
