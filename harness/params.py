@@ -15,6 +15,7 @@ from harness.data.labels import CLASSIFICATIONS
 from harness.errors import UserError
 from harness.train.checkpoint import CHECKPOINT_MODES
 from harness.train.class_balance import CLASS_WEIGHTS, SAMPLERS
+from harness.train.compiled import COMPILE_MODES
 from harness.train.losses import LOSSES
 from harness.train.optim import OPTIMIZERS, SCHEDULERS
 from harness.train.tta import TTA
@@ -114,6 +115,9 @@ class TrialParams:
     cudnn_benchmark: bool = _flag(True, "let cuDNN pick the fastest kernels for the fixed input size")
     fast_swish: bool = _flag(True, "efficientnet-pytorch models train with the plain (faster, not memory-efficient) "
                                    "swish")
+    compile: str = _flag("off", "torch.compile the model (harness/train/compiled.py): on, off, or auto (on for trials "
+                                "of at least 10 epochs, where the faster epochs pay for the compilation)",
+                         COMPILE_MODES)
     fused_optimizer: bool = _flag(True, "torch's fused optimiser kernels (one pass over each parameter per step; "
                                         "harness/train/optim.py has the figures)")
 

@@ -13,12 +13,17 @@ from benchmarks.trial_speed.same_images import Case, same_images, trial_args
 from benchmarks.trial_speed.timm_train import quiet_turns, run_side
 
 
-def variants(text: str) -> dict[str, list[str]]:
-    """'default=;workers1=--num_workers 1' -> {'default': [], 'workers1': ['--num_workers', '1']}"""
+def variants(text: str) -> dict[str, tuple[dict[str, str], list[str]]]:
+    """'default=;one worker=--num_workers 1;passive=OMP_WAIT_POLICY=passive' -> name: (environment, flags); a word
+    NAME=VALUE before the flags is an environment variable of the run."""
     found = {}
     for item in text.split(";"):
-        name, _, flags = item.partition("=")
-        found[name.strip()] = flags.split()
+        name, _, words = item.partition("=")
+        env, flags = {}, words.split()
+        while flags and "=" in flags[0] and not flags[0].startswith("-"):
+            key, _, value = flags.pop(0).partition("=")
+            env[key] = value
+        found[name.strip()] = (env, flags)
     return found
 
 
@@ -40,11 +45,12 @@ class Options(Measure):
         case = Case(model, precision, args.timm_img_size, args.timm_batch_size, args.timm_workers,
                     args.options_epochs, bench.device.type)
         output = bench.scratch / "out"
-        sides = {name: (lambda flags=flags: run_side(images, case, trial_args(images, case, output, flags), output))
-                 for name, flags in variants(args.options_variants).items()}
+        chosen = variants(args.options_variants)
+        sides = {name: (lambda env=env, flags=flags: run_side(images, case, trial_args(images, case, output, flags),
+                                                              output, env)) for name, (env, flags) in chosen.items()}
         runs = quiet_turns(sides, args.options_rounds, args.timm_min_share)
         reference = next(iter(sides))
-        rows = {name: {"flags": " ".join(variants(args.options_variants)[name]),
+        rows = {name: {"flags": " ".join([*(f"{k}={v}" for k, v in chosen[name][0].items()), *chosen[name][1]]),
                        "epoch_img_s": [spread(list(epoch)) for epoch in zip(*(r["epoch_img_s"] for r in runs[name]))],
                        **{key: spread([r[key] for r in runs[name]]) for key in
                           ("img_s", "first_step_s", "peak_rss_mb", "wall_s", "machine_share")},

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import clocked, epoch_rates, pair_ratios, spread
+from benchmarks.common import bare_env, clocked, epoch_rates, pair_ratios, spread
 from benchmarks.runner import Bench, Measure
 from benchmarks.trial_speed.same_images import Case, SameImages, same_images, timm_args, timm_script, trial_args
 
@@ -91,10 +91,12 @@ def fmt(figure: dict[str, float]) -> str:
     return f"{figure['median']:.{digits}f} ({figure['min']:.{digits}f}-{figure['max']:.{digits}f})"
 
 
-def run_side(images: SameImages, case: Case, command: list[str], output: Path) -> dict[str, Any]:
-    """One whole run; its outputs (checkpoints of 50-90 MB) are removed after it."""
+def run_side(images: SameImages, case: Case, command: list[str], output: Path,
+             env: dict[str, str] | None = None) -> dict[str, Any]:
+    """One whole run (`env`: variables added to its environment); its outputs (checkpoints of 50-90 MB) are
+    removed after it."""
     shutil.rmtree(output, ignore_errors=True)
-    run = clocked(command)
+    run = clocked(command, bare_env(**(env or {})))
     shutil.rmtree(output, ignore_errors=True)
     run.pop("log")
     run["epoch_img_s"] = epoch_rates(run["steps_s"], images.train_images // case.batch_size, case.batch_size)

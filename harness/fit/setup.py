@@ -25,6 +25,7 @@ from harness.train.allocator import keep_freed_memory
 from harness.train.averaging import WeightAverage, ema_enabled
 from harness.train.checkpoint import restore_rng_states, rng_states
 from harness.train.class_balance import class_weights, sample_weights
+from harness.train.compiled import compile_model, wants_compile
 from harness.train.losses import create_loss
 from harness.train.mixing import BatchMixer, mixing_enabled
 from harness.train.optim import create_optimizer, create_scheduler
@@ -190,6 +191,8 @@ class FitSetup:
         optimizer = create_optimizer(params.optimizer, model.parameters(), params.lr, params.weight_decay,
                                      params.momentum, params.fused_optimizer)
         average = WeightAverage(model, params.ema_decay) if ema_enabled(params.ema_decay) else None
+        if wants_compile(params.compile, params.epochs):  # after the average's copy: it stays a plain module
+            compile_model(model)
         mix = BatchMixer(self.data.heads, params.mixup, params.cutmix, params.mix_prob) \
             if mixing_enabled(params.mixup, params.cutmix, params.mix_prob) else None
         return Fit(split, self.data.heads, model, self.criteria(split.train_idx), optimizer,
