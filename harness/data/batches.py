@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -122,8 +123,30 @@ def seed_worker(worker_id: int) -> None:
         augment.set_random_seed(info.seed % 2**32)
 
 
+class StartableLoader(DataLoader):
+    """A DataLoader whose (persistent) workers can start before its first epoch: they prepare the first batches
+    while the trial still builds its model, and the first epoch takes them as if it had started the workers itself
+    (the same draws from the loader's generator: start it only where nothing sets that generator before the first
+    epoch, i.e. not in a resumed split)."""
+
+    _started_early = False
+
+    def start(self) -> None:
+        if self.num_workers > 0 and self._iterator is None:
+            # DataLoader.__iter__ makes this iterator on a persistent loader's first epoch, and resets it on later
+            # ones (a reset draws a new order): made here, the first epoch must take it as it is.
+            self._iterator = self._get_iterator()
+            self._started_early = True
+
+    def __iter__(self) -> Any:
+        if self._started_early:
+            self._started_early = False
+            return self._iterator
+        return super().__iter__()
+
+
 def make_loader(dataset: ImageSet, batch_size: int, shuffle: bool, num_workers: int, seed: int,
-                pin_memory: bool, sample_weights: np.ndarray | None = None) -> DataLoader:
+                pin_memory: bool, sample_weights: np.ndarray | None = None) -> StartableLoader:
     """sample_weights (training only): draw len(dataset) images per epoch with replacement, each with chance
     proportional to its weight, instead of a shuffle."""
     generator = torch.Generator().manual_seed(seed)
@@ -132,7 +155,7 @@ def make_loader(dataset: ImageSet, batch_size: int, shuffle: bool, num_workers: 
     sampler = None if sample_weights is None else WeightedRandomSampler(
         torch.as_tensor(sample_weights, dtype=torch.double), num_samples=len(dataset), replacement=True,
         generator=generator)
-    return DataLoader(
+    return StartableLoader(
         dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
         num_workers=num_workers, pin_memory=pin_memory,
         # A lone last image would break BatchNorm in training; evaluation must see every image.

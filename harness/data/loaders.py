@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DataLoader
 
-from harness.data.batches import DecodedImages, ImageSet, make_loader
+from harness.data.batches import DecodedImages, ImageSet, StartableLoader, make_loader
 from harness.data.image_cache import cached_images
 from harness.data.layouts import EvalSet, TrainSet
-from harness.data.transforms import train_augment
+from harness.data.transforms import TrainAugment
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class LoaderSettings:
 
 @dataclass
 class Loaders:
-    train: DataLoader
+    train: StartableLoader
     val: DataLoader | None
     eval: DataLoader | None
     val_ids: list[str]
@@ -60,13 +60,14 @@ def build_loaders(train_set: TrainSet, eval_set: EvalSet | None, labels: np.ndar
         else train_labels
     images = image_source(train_set.root, train_set.paths, settings)
 
-    def loader(dataset: ImageSet, shuffle: bool, batch_size: int, weights: np.ndarray | None = None) -> DataLoader:
+    def loader(dataset: ImageSet, shuffle: bool, batch_size: int, weights: np.ndarray | None = None
+               ) -> StartableLoader:
         return make_loader(dataset, batch_size, shuffle, settings.num_workers, settings.seed, settings.pin_memory,
                            weights)
 
     # Prediction needs no gradients, so it can take bigger batches.
     eval_batch = settings.batch_size * 2
-    train = loader(ImageSet(images, train_idx, train_labels, train_augment(settings.seed)), True, settings.batch_size,
+    train = loader(ImageSet(images, train_idx, train_labels, TrainAugment(settings.seed)), True, settings.batch_size,
                    sample_weights)
     val = loader(ImageSet(images, val_idx, labels), False, eval_batch) if len(val_idx) else None
     evaluation = None

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING, Any
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over the network at import
+import numpy as np
+import torch
 
-import albumentations as A  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from harness.data.opencv import cv2
+from harness.errors import UserError
 
-from harness.data.opencv import cv2  # noqa: E402
-from harness.errors import UserError  # noqa: E402
+if TYPE_CHECKING:
+    import albumentations as A
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,41 @@ def load_prepared(path: str | os.PathLike, img_size: int, crop: float) -> np.nda
 def train_augment(seed: int | None = None) -> A.Compose:
     """Flip, colour jitter, small rotation. No hue shift: it would cost a colour-space round trip per image (about
     half of the jitter's time) for colours that carry no label here."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over the network at import
+    import albumentations as A
+
     return A.Compose([
         A.HorizontalFlip(p=0.5),
         A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.0, p=0.8),
         A.Rotate(limit=10, border_mode=cv2.BORDER_REFLECT_101, p=0.5),
     ], seed=seed)
+
+
+class TrainAugment:
+    """train_augment(seed), built in the process that first uses it. With loader workers that is each worker, never
+    the trial's own process: importing albumentations (with pydantic and scipy) is a third of a second and 50 MB of
+    a trial's start on 2 cores, and in the workers it runs while the trial builds its model. A worker builds the
+    same pipeline the trial would have built and handed it, then seeds it (batches.seed_worker), so the
+    augmentations are the same."""
+
+    def __init__(self, seed: int | None) -> None:
+        self.seed = seed
+        self.pipeline: Any = None
+
+    def built(self) -> A.Compose:
+        if self.pipeline is None:
+            self.pipeline = train_augment(self.seed)
+        return self.pipeline
+
+    def __call__(self, **data: Any) -> dict[str, Any]:
+        return self.built()(**data)
+
+    def set_random_seed(self, seed: int) -> None:
+        self.built().set_random_seed(seed)
+
+    def forget(self) -> None:
+        """Back to unbuilt: the next use builds it afresh from the seed."""
+        self.pipeline = None
 
 
 class Normalizer:

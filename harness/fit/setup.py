@@ -182,12 +182,16 @@ class FitSetup:
             for h, (name, classes) in enumerate(self.data.heads.items())}
 
     def fit(self, split: Split) -> Fit:
-        """A split's fit: its model from the seed (every split starts from the same initial weights), then its
-        loaders, criteria, optimiser, scheduler and predictor."""
+        """A split's fit: its loaders, and for a split that starts afresh its training workers, so that they prepare
+        the first batches while the model is built (a resumed split's loader generator is restored first, by the
+        Checkpoint hook); then its model from the seed (every split starts from the same initial weights), its
+        criteria, optimiser, scheduler and predictor."""
         params = self.params
-        seed_everything(params.seed)
-        model = self.on_device(self.new_model())
         loaders = self.loaders(split.train_idx, split.val_idx)
+        if split.first_epoch == 1:
+            loaders.train.start()
+        seed_everything(params.seed)  # after the loaders: building the image cache draws from torch's generator
+        model = self.on_device(self.new_model())
         optimizer = create_optimizer(params.optimizer, model.parameters(), params.lr, params.weight_decay,
                                      params.momentum, params.fused_optimizer)
         average = WeightAverage(model, params.ema_decay) if ema_enabled(params.ema_decay) else None
