@@ -97,6 +97,7 @@ def clocked(script_and_args: Sequence[str], env: Mapping[str, str] | None = None
     clock = json.loads(line)["step_clock"]
     delta = [(b - a) / ticks for a, b in zip(before, after)]
     return {"steps_s": [round(t - spawned, 4) for t in clock["steps"]], "peak_rss_mb": clock["peak_rss_mb"],
+            "step_peak_rss_mb": clock["step_peak_rss_mb"],
             "wall_s": wall, "cpu_s": (used.ru_utime + used.ru_stime) - (usage.ru_utime + usage.ru_stime),
             "machine_busy_s": sum(delta[:3]) + sum(delta[5:7]), "steal_s": delta[7], "log": done.stdout[-3000:]}
 

@@ -8,7 +8,8 @@ hook (torch.optim.optimizer.register_optimizer_step_post_hook, which sees every 
 the script) recording the wall-clock time of each step: time.time(), comparable with the parent's clock at spawn, so
 the parent gets process start -> each step. When the process ends (atexit: after the script's own end), or at the
 STEP_CLOCK_STOP-th step when that is set (then it exits at once, with no teardown measured), it prints one line on
-stdout: {"step_clock": {"steps": [...], "peak_rss_mb": ...}}. torch is imported here first, which both scripts import
+stdout: {"step_clock": {"steps": [...], "peak_rss_mb": ..., "step_peak_rss_mb": [...]}} (the peak by each step: where
+the process's peak memory is reached). torch is imported here first, which both scripts import
 first anyway, so both pay the same for this wrapper."""
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 steps: list[float] = []
+step_peaks: list[float] = []
 stop_at = int(os.environ.get("STEP_CLOCK_STOP", "0"))
 
 
@@ -36,12 +38,14 @@ def peak_rss_mb() -> float:
 
 
 def emit() -> None:
-    sys.stdout.write("\n" + json.dumps({"step_clock": {"steps": steps, "peak_rss_mb": peak_rss_mb()}}) + "\n")
+    clock = {"steps": steps, "peak_rss_mb": peak_rss_mb(), "step_peak_rss_mb": step_peaks}
+    sys.stdout.write("\n" + json.dumps({"step_clock": clock}) + "\n")
     sys.stdout.flush()
 
 
 def after_step(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
     steps.append(time.time())
+    step_peaks.append(peak_rss_mb())  # a read of /proc/self/status: some 20 microseconds
     if len(steps) == stop_at:
         emit()
         os._exit(0)

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from harness.data.opencv import cv2
 from harness.errors import UserError
 
 if TYPE_CHECKING:
@@ -35,9 +34,18 @@ def file_edges(path: str | os.PathLike, size: int = 64) -> tuple[bytes, bytes]:
         return head, handle.read(size)
 
 
+def opencv() -> Any:
+    """OpenCV, imported where images are decoded: in the loader workers, not in a trial's own process when it has
+    workers (16 MB there)."""
+    from harness.data.opencv import cv2
+
+    return cv2
+
+
 def decode(path: str | os.PathLike) -> np.ndarray:
     """RGB uint8 HxWx3 (grey and RGBA images become RGB). A truncated JPEG still decodes (as OpenCV does), and a
     warning names it."""
+    cv2 = opencv()
     image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
     if image is None:
         raise UserError(f"{path} cannot be decoded as an image")
@@ -60,6 +68,7 @@ def center_crop(image: np.ndarray, fraction: float) -> np.ndarray:
 def prepare(image: np.ndarray, img_size: int, crop: float) -> np.ndarray:
     cropped = center_crop(image, crop)
     # INTER_AREA averages the pixels a shrink drops (a 384x512 photo becomes 224 px) instead of aliasing them.
+    cv2 = opencv()
     resized = cv2.resize(cropped, (img_size, img_size), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(resized)
 
@@ -74,6 +83,7 @@ def train_augment(seed: int | None = None) -> A.Compose:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over the network at import
     import albumentations as A
 
+    cv2 = opencv()
     return A.Compose([
         A.HorizontalFlip(p=0.5),
         A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.0, p=0.8),
