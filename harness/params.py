@@ -56,6 +56,8 @@ class TrialParams:
     val_ratio: float = _flag(0.2, "share of people (or images, for single-label data) held out; 0: no validation")
     seed: int = _flag(42, "seed of the split, the initial weights and the augmentations")
     num_workers: int = _flag(2, "DataLoader worker processes")
+    loader_nice: int = _flag(0, "niceness of the loader workers (0-19): above 0 they give the cores to the training "
+                                "threads, which wait for each other at every barrier when a worker takes one's core")
     cpu_threads: int = _flag(0, "threads of torch's CPU arithmetic; 0: torch's default (one per core). Trials that "
                                 "share a CPU side by side each take cores / trialConcurrency")
     # Model.
@@ -232,6 +234,7 @@ def check(params: TrialParams) -> None:
         "crop": (0 < params.crop <= 1, "in (0, 1]"),
         "val_ratio": (0 <= params.val_ratio < 1, "in [0, 1)"),
         "num_workers": (params.num_workers >= 0, "0 or more"),
+        "loader_nice": (0 <= params.loader_nice <= 19, "in 0..19 (0: the trial's own priority)"),
         "cpu_threads": (params.cpu_threads >= 0, "0 or more (0: one per core)"),
         "dump_threshold": (0 <= params.dump_threshold <= 1, "in [0, 1]"),
         "mixup": (params.mixup >= 0, "0 or more (0: off)"),

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -113,10 +114,13 @@ def die_with_parent(worker_id: int = 0) -> None:
         os._exit(1)
 
 
-def seed_worker(worker_id: int) -> None:
+def seed_worker(worker_id: int, nice: int = 0) -> None:
     """Each worker draws different augmentations, reproducibly: torch seeds workers from the loader's generator,
-    albumentations takes its seed from it here. Workers also die with the trial (die_with_parent)."""
+    albumentations takes its seed from it here. Workers also die with the trial (die_with_parent), and with `nice`
+    yield the cores to the trial's own threads (--loader_nice)."""
     die_with_parent(worker_id)
+    if nice > 0:
+        os.nice(nice)
     info = torch.utils.data.get_worker_info()
     augment = getattr(info.dataset, "augment", None)
     if augment is not None and hasattr(augment, "set_random_seed"):
@@ -146,7 +150,7 @@ class StartableLoader(DataLoader):
 
 
 def make_loader(dataset: ImageSet, batch_size: int, shuffle: bool, num_workers: int, seed: int,
-                pin_memory: bool, sample_weights: np.ndarray | None = None) -> StartableLoader:
+                pin_memory: bool, sample_weights: np.ndarray | None = None, nice: int = 0) -> StartableLoader:
     """sample_weights (training only): draw len(dataset) images per epoch with replacement, each with chance
     proportional to its weight, instead of a shuffle."""
     generator = torch.Generator().manual_seed(seed)
@@ -160,5 +164,5 @@ def make_loader(dataset: ImageSet, batch_size: int, shuffle: bool, num_workers: 
         num_workers=num_workers, pin_memory=pin_memory,
         # A lone last image would break BatchNorm in training; evaluation must see every image.
         drop_last=shuffle and len(dataset) > batch_size,
-        persistent_workers=num_workers > 0, worker_init_fn=seed_worker, generator=generator, collate_fn=whole_batch,
-        prefetch_factor=PREFETCH if num_workers > 0 else None)
+        persistent_workers=num_workers > 0, worker_init_fn=partial(seed_worker, nice=nice), generator=generator,
+        collate_fn=whole_batch, prefetch_factor=PREFETCH if num_workers > 0 else None)

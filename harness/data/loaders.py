@@ -27,6 +27,7 @@ class LoaderSettings:
     cache: bool  # decode once into the shared image cache
     cache_dir: str  # "": the default cache folder
     pin_memory: bool
+    worker_nice: int = 0  # the workers' niceness: above 0 they yield the cores to the training threads
 
 
 @dataclass
@@ -63,7 +64,7 @@ def build_loaders(train_set: TrainSet, eval_set: EvalSet | None, labels: np.ndar
     def loader(dataset: ImageSet, shuffle: bool, batch_size: int, weights: np.ndarray | None = None
                ) -> StartableLoader:
         return make_loader(dataset, batch_size, shuffle, settings.num_workers, settings.seed, settings.pin_memory,
-                           weights)
+                           weights, settings.worker_nice)
 
     # Prediction needs no gradients, so it can take bigger batches.
     eval_batch = settings.batch_size * 2

@@ -83,7 +83,7 @@ def loader_settings(params: TrialParams, device: torch.device, **changes: Any) -
     """The loaders' settings from the parameters (`changes` over them: predict.py's --num_workers)."""
     values = dict(batch_size=params.batch_size, num_workers=params.num_workers, seed=params.seed,
                   img_size=params.img_size, crop=params.crop, cache=params.cache, cache_dir=params.cache_dir,
-                  pin_memory=params.pin_memory and device.type == "cuda")
+                  pin_memory=params.pin_memory and device.type == "cuda", worker_nice=params.loader_nice)
     return LoaderSettings(**{**values, **changes})
 
 
