@@ -91,3 +91,27 @@ def test_the_augmentation_is_built_where_it_runs(demo_dir, tmp_path, workers, in
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-1] == str(in_trial_process)
+
+
+class Niceness(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        import os
+
+        return os.nice(0)
+
+
+def test_loader_workers_run_at_the_niceness_asked():
+    """--loader_nice: the workers yield the cores to the training threads; the trial's own process keeps its own."""
+    import functools
+    import os
+
+    from harness.data.batches import seed_worker
+
+    loader = torch.utils.data.DataLoader(Niceness(), batch_size=2, num_workers=1,
+                                         worker_init_fn=functools.partial(seed_worker, nice=5))
+    own = os.nice(0)
+    assert next(iter(loader)).tolist() == [min(own + 5, 19)] * 2
+    assert os.nice(0) == own
