@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,12 @@ def quiet_turns(sides: dict[str, Any], pairs: int, min_share: float, tries: int 
     for round_ in range(pairs):
         order = list(sides) if round_ % 2 == 0 else list(sides)[::-1]
         for attempt in range(tries):
-            done = {name: sides[name]() for name in order}
+            done = {}
+            for name in order:
+                done[name] = sides[name]()
+                print(f"  round {round_ + 1}, {name}: {done[name]['img_s']:.1f} img/s, first step "
+                      f"{done[name]['first_step_s']:.2f} s, peak RSS {done[name]['peak_rss_mb']:.0f} MB, "
+                      f"{done[name]['machine_share']:.0%} of the machine", file=sys.stderr, flush=True)
             if attempt == tries - 1 or all(run["machine_share"] >= min_share for run in done.values()):
                 break
             runs["contended"].append(done)

@@ -196,6 +196,8 @@ class FitSetup:
                                      params.momentum, params.fused_optimizer)
         average = WeightAverage(model, params.ema_decay) if ema_enabled(params.ema_decay) else None
         if wants_compile(params.compile, params.epochs):  # after the average's copy: it stays a plain module
+            log.info("torch.compile (--compile %s, %d epochs): the model compiles at its first step and its first "
+                     "validation", params.compile, params.epochs)
             compile_model(model)
         mix = BatchMixer(self.data.heads, params.mixup, params.cutmix, params.mix_prob) \
             if mixing_enabled(params.mixup, params.cutmix, params.mix_prob) else None
