@@ -1,7 +1,8 @@
 """Predict again from a run folder's checkpoint: a new soft-CSV pair (validation and eval) by the same Predictor a
 trial dumps with, named so that the ensemble reads it like the trial's own.
 
-    python predict.py RUN_DIR [--data_dir DIR] [--tta none|hflip] [--device auto] [--num_workers N]
+    python predict.py RUN_DIR [--data_dir DIR] [--tta POLICY] [--tta_merge mean|gmean] [--device auto]
+                      [--num_workers N]
 
 Top-level wiring like trial.py (harness/ never imports models/): the run's params.json says what to rebuild; the
 weights come from best.pt, else last.pt. --data_dir predicts another eval set (its train/ gives the validation
@@ -22,14 +23,14 @@ from harness.fit.setup import FitSetup, load_data, prepare_machine
 from harness.outputs.reading import METRICS, PARAMS, read_metrics, read_params, record_of
 from harness.outputs.run_folder import RunFolder
 from harness.outputs.soft_csv import SoftTable, csv_labels, csv_probs
+from harness.params import MAX_WORKERS
 from harness.train.checkpoint import weights_for_prediction
 from harness.train.precision import seed_everything
-from harness.train.tta import TTA
+from harness.train.tta import MERGES, TTA
 from harness.validation.holdout import holdout_split
 from models import ModelError, create_model
 
 log = logging.getLogger("trial")
-MAX_WORKERS = 64
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data_dir", default="", help="data set to predict (default: the run's own)")
     parser.add_argument("--tta", default="none", choices=tuple(TTA),
                         help="test-time augmentation (harness/train/tta.py)")
+    parser.add_argument("--tta_merge", default="mean", choices=tuple(MERGES),
+                        help="how the views' predictions are merged: mean of probabilities or gmean (geometric)")
     parser.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
     parser.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
     return parser
@@ -60,14 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if recorded.get("folds", 1) != 1:
         raise UserError(f"{folder} is a {recorded['folds']}-fold run: its soft CSVs come from {recorded['folds']} "
                         f"models, whose weights are not kept; re-run the trial to predict again")
-    params = recorded_params(recorded, folder, device=args.device, tta=args.tta,
+    params = recorded_params(recorded, folder, device=args.device, tta=args.tta, tta_merge=args.tta_merge,
                              **({"data_dir": args.data_dir} if args.data_dir else {}))
     state, epoch = weights_for_prediction(folder)
     record = record_of(read_metrics(folder / METRICS), epoch)
     if record is None:
         raise UserError(f"{folder / METRICS} has no line for epoch {epoch}, the checkpoint's")
     seed_everything(params.seed)
-    data = load_data(params)
+    params, data = load_data(params)
     if data.num_classes != recorded.get("num_classes", data.num_classes):
         raise UserError(f"{params.data_dir} has {data.num_classes} classes for {data.task}, the run "
                         f"{recorded['num_classes']}")

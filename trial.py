@@ -13,14 +13,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness.cli import EndBySignal, run_cli, without_teardown
-from harness.data.labels import csv_task
+from harness.cli import EndBySignal, configure_logging, run_cli, without_teardown
 from harness.errors import UserError
-from harness.experiment.runtime import next_parameters, parameter_set_id, sequence_id, trial_identity, under_nni
+from harness.experiment.runtime import Handout, ManagerWatch, next_parameters, trial_identity, under_nni
+from harness.experiment.stops import assessor_stop_of_this_trial
 from harness.fit.dump_rule import DumpRule
 from harness.fit.hooks import Hook
 from harness.fit.loop import EpochLoop
-from harness.fit.resume import resumed_run
+from harness.fit.resume import check_same_data, resumed_run
 from harness.fit.setup import FitSetup, TrialData, load_data, prepare_machine
 from harness.outputs.records import default_key
 from harness.outputs.run_folder import RunFolder, run_folder_name
@@ -31,63 +31,54 @@ from harness.train.averaging import AverageHook, ema_enabled
 from harness.train.checkpoint import LAST, Checkpoint
 from harness.train.population import Population, checked_folder
 from harness.validation import scheme_for
+from harness.validation.refit import refit_folder, refit_params
 from models import ModelError, create_model, require_known
 
 log = logging.getLogger("trial")
 
 
-def configure_logging() -> None:
-    """Under NNI the root logger already writes to the trial log; standalone, our loggers get their own handler
-    (the root logger is left alone: NNI logs its metric lines through it)."""
-    standalone = not logging.getLogger().handlers
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    for name in ("trial", "harness"):
-        logging.getLogger(name).setLevel(logging.INFO)
-        if standalone:
-            logging.getLogger(name).addHandler(handler)
-            logging.getLogger(name).propagate = False
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     configure_logging()
-    received = next_parameters()
-    params = parse_params(argv, received)
+    handout = next_parameters()
+    params = parse_params(argv, handout.parameters)
     stop = StopSignal()
     stop.install()  # before anything is written: a SIGINT or SIGTERM from here on waits for the write it interrupts
     try:
-        return run_trial(argv, received, params, stop)
+        return run_trial(argv, handout, params, stop)
     except Stopped as stopped:  # while loading the data: nothing was written yet
-        log.info("stopped by %s before the run folder was made: nothing was written", stopped)
+        log.info("stopped by %s before training started: nothing was written", stopped)
         raise EndBySignal(stopped.signum) from None
 
 
 def new_run(params: TrialParams) -> tuple[RunFolder, str, str]:
-    """Under NNI a trial re-run by `nnictl resume` has the same id, hence the same folder and its last.pt."""
+    """Under NNI a trial re-run by `nnictl resume` has the same id, hence the same folder and its last.pt; a refit
+    goes beside the run it refits."""
+    if params.refit:
+        return refit_folder(params)
     experiment_id, trial_id = trial_identity()
     name = run_folder_name(params.classification, params.model, params.batch_size, params.criterion, params.lr,
                            trial_id)
     return RunFolder(params.output_dir, experiment_id, name), experiment_id, trial_id
 
 
-def description(params: TrialParams, data: TrialData, scheme: Any, ids: tuple[str, str], received: dict[str, Any],
+def description(params: TrialParams, data: TrialData, scheme: Any, ids: tuple[str, str], handout: Handout,
                 argv: list[str]) -> dict[str, Any]:
-    """params.json: what the trial really ran with (NNI 3.0 can pair the wrong parameters with a trial when trials
-    run concurrently, so neither the folder name nor NNI's record is to be trusted over this file)."""
+    """params.json: what the trial really ran with, the ids, NNI's handout (which set it trained, and why) and the
+    data it read."""
     return {**params.to_dict(), "data_dir": str(Path(params.data_dir).resolve()),
             "output_dir": str(Path(params.output_dir).resolve()), "experiment_id": ids[0], "trial_id": ids[1],
-            "parameter_id": sequence_id(), "nni_parameter_set": parameter_set_id(), "nni_parameters": received,
-            "num_classes": data.num_classes, "class_names": data.train_set.class_names[csv_task(data.task)],
-            "heads": data.heads, "validation": scheme.describe(), "data_layout": data.train_set.layout, "argv": argv}
+            **handout.record(), **data.describe(), "validation": scheme.describe(), "argv": argv}
 
 
-def sinks(params: TrialParams, run: RunFolder, steps: int, key: str, records: list) -> list[EpochSink]:
-    found: list[EpochSink] = [MetricsFile(run, records), LogLine(steps, key)]
+def sinks(params: TrialParams, run: RunFolder, loop: EpochLoop, steps: int) -> list[EpochSink]:
+    found: list[EpochSink] = [MetricsFile(run, loop.records), LogLine(steps, loop.key)]
     if under_nni():  # standalone, NNI's reports would only log what LogLine logs
-        found.insert(1, NniReport(key, reserved=FLAG_TYPES))
+        found.insert(1, NniReport(loop.key, reserved=FLAG_TYPES))
     if params.tensorboard:
         found.append(TensorBoard(tensorboard_dir(run.path)))
+    if under_nni():  # last: the epoch is on record everywhere before a trial whose manager died stops
+        found.append(ManagerWatch(loop.stop))
     return found
 
 
@@ -98,23 +89,24 @@ def hooks(params: TrialParams, data: TrialData, run: RunFolder, scheme: Any, loo
                      checked_folder(params.save_checkpoint_dir, experiment, "save_checkpoint_dir"),
                      {"model": params.model, "heads": data.heads, "img_size": params.img_size}, params.lr,
                      params.weight_decay)
-    found = [DumpRule(params.dump_threshold), scheme.writer(), pbt, Checkpoint(run, params.checkpoint, loop.key),
-             Sinks(sinks(params, run, scheme.steps, loop.key, loop.records))]
+    found = [DumpRule(params.dump_rule, params.dump_threshold), scheme.writer(), pbt,
+             Checkpoint(run, params.checkpoint, loop.key), Sinks(sinks(params, run, loop, scheme.steps))]
     return found + ([AverageHook()] if ema_enabled(params.ema_decay) else [])
 
 
-def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, stop: StopSignal) -> int:
+def run_trial(argv: list[str], handout: Handout, params: TrialParams, stop: StopSignal) -> int:
     resumed = resumed_run(params.resume) if params.resume else None  # checked before anything is loaded
-    params = resumed[0] if resumed else params
+    params = resumed[0] if resumed else refit_params(params.refit) if params.refit else params
     require_known(params.model)  # imports timm: only once the cheap checks passed
-    data = load_data(params)  # everything that can fail on the user's data fails before anything is written
+    params, data = load_data(params)  # what can fail on the user's data fails before anything is written
     run, *ids = resumed[1:] if resumed else new_run(params)
-    run.claim()
     loop = None
     try:
+        run.claim()  # one writer per run folder: a second one waits a little, then refuses
+        check_same_data(run.path, data.fingerprint)  # a run continued from last.pt needs the data it started with
         scheme = scheme_for(params, data, run)
         if not resumed:
-            run.write_params(description(params, data, scheme, tuple(ids), received, argv))
+            run.write_params(description(params, data, scheme, tuple(ids), handout, argv))
         log.info("run folder %s", run.path)
         machine = prepare_machine(params)
         model = partial(create_model, params.model, data.heads, params.pretrained, params.weights, params.fast_swish)
@@ -130,11 +122,15 @@ def run_trial(argv: list[str], received: dict[str, Any], params: TrialParams, st
         # NNI takes no final result from a stopped trial: none is reported. The checkpoint stays for a resume.
         records = loop.records if loop else []
         with stop.protect():
-            if not records and not resumed and run.discard_if_unused():
+            if not run.claimed:  # the folder is another process's: nothing of this one is in it
+                log.info("stopped by %s before training started: nothing was written", stopped)
+            elif not records and not resumed and run.discard_if_unused():
                 log.info("stopped by %s before the first epoch ended: removed %s", stopped, run.path)
             else:
-                run.record_stop(str(stopped), records, LAST if params.checkpoint == "last" else None)
-                log.info("stopped by %s after epoch %d", stopped, len(records))
+                assessor = assessor_stop_of_this_trial() if under_nni() else None
+                run.record_stop(str(stopped), records, LAST if params.checkpoint == "last" else None, assessor)
+                log.info("stopped by %s%s after epoch %d", stopped, " (the assessor's stop)" if assessor else "",
+                         len(records))
         raise EndBySignal(stopped.signum) from None
     except (UserError, ModelError):
         # A failure found while loading (a corrupt image, weights that cannot be had, a full disk) leaves no

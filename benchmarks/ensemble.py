@@ -71,6 +71,8 @@ def main_bench() -> None:
             ("`--select` on 50 multi members (25 rounds)", ["--from", str(multi), "--select", "-o", out], 100),
             ("`--select` on 50 mask-contest members (25 rounds, 3 tasks)",
              ["--from", str(contest), "--select", "-o", out], 100),
+            ("`--select --blend best` on 50 multi members (3 blends, each fitted 6 times)",
+             ["--from", str(multi), "--select", "--blend", "best", "-o", out], 100),
         ]
         print(f"| case | CSVs read | seconds (median of {repeats}) |")
         print("|---|---:|---:|")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ensemble.blending import vote
-from harness.atomic import write_csv
+from harness.atomic import atomic_paths, csv_to
 from harness.errors import UserError
 from harness.outputs.soft_csv import ID
 
@@ -31,16 +31,18 @@ def output_frames(output: Path, order: pd.Index, blended: Mapping[str, np.ndarra
 
 
 def write_outputs(frames: Mapping[Path, pd.DataFrame], protected: Iterable[Path]) -> None:
-    """Write every frame, each atomically, none over a `protected` input; called only once every input has been
-    read and checked, so a bad input leaves no output at all."""
+    """Write every frame, none over a `protected` input; called only once every input has been read and checked,
+    so a bad input leaves no output at all. The files appear together or not at all (a full disk: none of them)."""
     taken = {path.resolve() for path in protected}
     for path in frames:
         if path.is_dir():
             raise UserError(f"{path}: is a folder; -o needs a file name such as submission.csv")
         if path.resolve() in taken:
             raise UserError(f"{path}: is one of the inputs; choose another -o so it is not overwritten")
-    for path, frame in frames.items():
-        replaced = path.exists()
-        write_csv(frame, path)
-        if replaced:  # the user asked for this path, but should know an earlier file is gone
-            print(f"replaced the earlier {path}")
+    replaced = [path for path in frames if path.exists()]
+    with atomic_paths(list(frames)) as temporaries:
+        for frame, tmp in zip(frames.values(), temporaries):
+            with open(tmp, "w", newline="") as handle:
+                csv_to(frame, handle)
+    for path in replaced:  # the user asked for this path, but should know an earlier file is gone
+        print(f"replaced the earlier {path}")

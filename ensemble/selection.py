@@ -8,12 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ensemble.blending import Mean, vote_space
-from harness.metrics import accuracy, macro_f1
+from harness.metrics import DEFAULT_SELECTION_METRIC, SELECTION_METRICS, accuracy, macro_f1
 
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray, int], float]] = {
     "macro_f1": macro_f1,
     "accuracy": lambda y_true, y_pred, num_classes: accuracy(y_true, y_pred),
 }
+assert set(METRICS) == set(SELECTION_METRICS)
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Selection:
 
 
 def select_ensemble(candidates: Sequence[np.ndarray], labels: np.ndarray, rounds: int = 25,
-                    metric: str = "macro_f1", mean: Mean = "arithmetic") -> Selection:
+                    metric: str = DEFAULT_SELECTION_METRIC, mean: Mean = "arithmetic") -> Selection:
     """Start from the empty ensemble; each round add (with replacement) the candidate whose addition scores best,
     the earliest candidate on ties. Keep the best-scoring prefix, the shortest on ties. Round one picks the best
     single candidate, so the result scores at least as well as it.

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from harness.data.labels import TASKS, missing_tasks, multi_label, split_multi
+from harness.data.labels import TASKS, missing_tasks, multi_label, split_multi, task_marginal
 from harness.errors import UserError
 
 MULTI = "multi"
@@ -32,10 +32,7 @@ def labels_for_task(labels: np.ndarray, source: str, task: str) -> np.ndarray:
 def probs_for_task(probs: np.ndarray, source: str, task: str) -> np.ndarray:
     """Probabilities of `source` seen as a vote on `task`: for multi, the marginal P(task = j), the sum of the
     multi classes whose `task` label is j."""
-    if source == task:
-        return probs
-    summing = np.eye(TASK_CLASSES[task])[labels_for_task(np.arange(MULTI_CLASSES), MULTI, task)]
-    return probs @ summing
+    return probs if source == task else task_marginal(probs, task)
 
 
 def answer_from_tasks(votes: Mapping[str, np.ndarray]) -> np.ndarray:

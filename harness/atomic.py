@@ -7,7 +7,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -47,6 +47,37 @@ def _unused_temporary(path: Path) -> Path:
             return candidate
 
 
+def _create(tmp: Path) -> None:
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # 0o666 & ~umask: the usual mode
+
+
+def _flush(tmp: Path) -> None:
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _discard(temporaries: list[Path]) -> int:
+    """Removes the temporary files; returns how many bytes they held."""
+    written = 0
+    for tmp in temporaries:
+        with contextlib.suppress(FileNotFoundError):
+            written += os.path.getsize(tmp)
+            os.unlink(tmp)
+    return written
+
+
+def _full(error: BaseException, folder: Path, names: str, written: int) -> DiskFull | None:
+    """The DiskFull an out-of-space error becomes (None for any other error)."""
+    if not (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)):
+        return None
+    free = shutil.disk_usage(folder).free
+    return DiskFull(f"{folder} is full: writing {names} needed more than {written / 1e6:.1f} MB "
+                    f"({free / 1e6:.1f} MB free); nothing was written")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside `path` to write to: when the block ends it is flushed to disk and renamed over
@@ -58,25 +89,42 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     # The file is created inside the try, so that a stop signal landing right after its creation (the handler
     # raises Stopped at the next bytecode) still removes it; tempfile.mkstemp would create it before the try.
     try:
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # 0o666 & ~umask: the usual mode
+        _create(tmp)
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _flush(tmp)
         os.replace(tmp, path)
     except BaseException as error:
         if isinstance(error, FileExistsError) and error.filename == str(tmp):
             raise  # another writer took the name in between: the file is not this one's to remove
-        written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            free = shutil.disk_usage(path.parent).free
-            raise DiskFull(f"{path.parent} is full: writing {path.name} needed more than {written / 1e6:.1f} MB "
-                            f"({free / 1e6:.1f} MB free); nothing was written") from None
+        full = _full(error, path.parent, path.name, _discard([tmp]))
+        if full is not None:
+            raise full from None
         raise
+
+
+@contextlib.contextmanager
+def atomic_paths(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
+    """atomic_path for several files that belong together (the ensemble's submission and soft CSVs): a temporary
+    path beside each; when the block ends all are flushed, then all renamed into place. A failure (a full disk)
+    leaves none of them, so "nothing was written" stays true."""
+    targets = [Path(p) for p in paths]
+    temporaries: list[Path] = []
+    try:
+        for path in targets:
+            make_folder(path.parent)
+            temporaries.append(_unused_temporary(path))
+            _create(temporaries[-1])
+        yield list(temporaries)
+        for tmp in temporaries:
+            _flush(tmp)
+    except BaseException as error:
+        written = _discard(temporaries)
+        full = _full(error, targets[0].parent, ", ".join(p.name for p in targets), written)
+        if full is not None:
+            raise full from None
+        raise
+    for tmp, path in zip(temporaries, targets):
+        os.replace(tmp, path)
 
 
 @contextlib.contextmanager
@@ -86,11 +134,15 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
         yield handle
 
 
-def write_csv(frame: pd.DataFrame, path: str | os.PathLike, significant_digits: int | None = 7) -> None:
+def csv_to(frame: pd.DataFrame, handle: IO, significant_digits: int | None = 7) -> None:
     """Float columns are written with `significant_digits` (probabilities do not need 17)."""
     float_format = None if significant_digits is None else f"%.{significant_digits}g"
+    frame.to_csv(handle, index=False, float_format=float_format)
+
+
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike, significant_digits: int | None = 7) -> None:
     with atomic_open(path, "w", newline="") as handle:
-        frame.to_csv(handle, index=False, float_format=float_format)
+        csv_to(frame, handle, significant_digits)
 
 
 def write_json(data: Any, path: str | os.PathLike) -> None:

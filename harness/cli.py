@@ -89,3 +89,16 @@ def without_teardown(entry: Callable[[], object]) -> NoReturn:
     if signum is not None:
         end_by_signal(signum)
     os._exit(code or 0)
+
+
+def configure_logging() -> None:
+    """Under NNI the root logger already writes to the trial log; standalone, our loggers get their own handler
+    (the root logger is left alone: NNI logs its metric lines through it)."""
+    standalone = not logging.getLogger().handlers
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    for name in ("trial", "harness"):
+        logging.getLogger(name).setLevel(logging.INFO)
+        if standalone:
+            logging.getLogger(name).addHandler(handler)
+            logging.getLogger(name).propagate = False

@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
+# The scores an ensemble selection maximises, named alike by `python -m ensemble --metric` and
+# `python -m harness.report --select_metric` (and the one both default to), with the metrics.jsonl key of each.
+SELECTION_METRICS: dict[str, str] = {"macro_f1": "val_f1", "accuracy": "val_acc"}
+DEFAULT_SELECTION_METRIC = "macro_f1"
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts[i, j] = images of true class i predicted as j."""

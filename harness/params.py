@@ -13,14 +13,24 @@ from typing import Any, get_type_hints
 
 from harness.data.labels import CLASSIFICATIONS
 from harness.errors import UserError
+from harness.fit.dump_rule import DUMP_RULES
 from harness.train.checkpoint import CHECKPOINT_MODES
 from harness.train.class_balance import CLASS_WEIGHTS, SAMPLERS
 from harness.train.compiled import COMPILE_MODES
-from harness.train.losses import LOSSES
-from harness.train.optim import OPTIMIZERS, SCHEDULERS
-from harness.train.tta import TTA
+from harness.train.losses import LOSSES, loss_mix
+from harness.train.optim import BASE_OPTIMIZERS, OPTIMIZERS, SCHEDULERS
+from harness.train.tta import MERGES, TTA
 
 TRUE_WORDS = {"true", "1", "yes", "on"}
+# Upper bounds of the values that could exhaust the machine (memory, processes, threads, time) or break a library.
+MAX_BATCH_SIZE = 4096
+MAX_IMG_SIZE = 2048       # pixels a side: a 16-image batch of 2048 px is 0.8 GB of float input already
+MAX_EPOCHS = 10_000
+MAX_WORKERS = 64          # DataLoader processes
+MAX_CPU_THREADS = 1024
+MAX_FOLDS = 100
+MAX_BUDGET_UNIT = 1000.0  # epochs per unit of TRIAL_BUDGET
+SEED_LIMIT = 2**32        # numpy's seeds are 32-bit
 FALSE_WORDS = {"false", "0", "no", "off"}
 
 
@@ -34,13 +44,19 @@ class TrialParams:
     # The original contest code's four search-space keys.
     batch_size: int = _flag(16, "images per training batch")
     model: str = _flag("ecaresnet50t", "a name of models/ (the search space's models) or any timm model name")
-    criterion: str = _flag("cross_entropy", "loss", tuple(LOSSES))
+    criterion: str = _flag("cross_entropy", f"loss: {', '.join(LOSSES)}, or several joined by '+' (focal+f1), "
+                                            "weighed by --loss_weights")
     classification: str = _flag(
         "multi", "task: mask, gender, age, or multi (all 18 classes; the only task of a single-label data set); "
                  "multihead: one backbone with mask, gender and age heads, 18-class soft CSVs", tuple(CLASSIFICATIONS))
+    loss_weights: str = _flag("", "weights of a mixed --criterion's parts, comma-separated (0.6,0.4), scaled to sum "
+                                  "to 1; empty: equal")
     # What users tune next.
     lr: float = _flag(1e-4, "initial learning rate")
-    optimizer: str = _flag("adam", "optimizer (sgd with momentum)", tuple(OPTIMIZERS))
+    optimizer: str = _flag("adam", "optimizer (sgd with momentum); sam, asam: sharpness-aware minimisation around "
+                                   "--sam_base, two forward-backward passes per step", tuple(OPTIMIZERS))
+    sam_base: str = _flag("adam", "sam and asam: the base optimiser that takes the step", tuple(BASE_OPTIMIZERS))
+    sam_rho: float = _flag(0.0, "sam and asam: radius of the ascent; 0: the variant's default (sam 0.05, asam 2.0)")
     scheduler: str = _flag("step", "step: lr/10 every 10 epochs (the original contest code's); cosine: cosine decay "
                                      "to 0",
                            tuple(SCHEDULERS))
@@ -49,6 +65,9 @@ class TrialParams:
     epochs: int = _flag(20, "training epochs")
     # Data.
     data_dir: str = _flag("data/mask", "data set root holding train/ (and eval/ for predictions)", tunable=False)
+    allow_outside_links: bool = _flag(False, "read images that symbolic links in the data set lead to outside "
+                                             "--data_dir (paths that climb out with '..' are always refused)",
+                                      tunable=False)
     output_dir: str = _flag("nni_experiments", "root of the run folders: <output_dir>/<experiment>/<run>/",
                             tunable=False)
     img_size: int = _flag(224, "square side the images are resized to")
@@ -65,8 +84,10 @@ class TrialParams:
     weights: str = _flag("", "local weights file for --pretrained true, for machines that cannot download",
                          tunable=False)
     # Outputs.
-    dump_threshold: float = _flag(0.9, "dump soft CSVs at epochs whose train accuracy reaches this and whose train "
-                                       "loss is below the last dump's")
+    dump_threshold: float = _flag(0.9, "dump soft CSVs only at epochs whose train accuracy reaches this")
+    dump_rule: str = _flag("either", "which epochs above --dump_threshold are dumped: contest (train loss below the "
+                                     "last dump's), improved (the best validation score so far), either",
+                           tuple(DUMP_RULES))
     # Checkpoints and resume (README: "Checkpoints, resume and budget-aware tuners").
     checkpoint: str = _flag("last", "last: resumable state after every epoch (last.pt); best: the best epoch's "
                                     "weights (best.pt); none", CHECKPOINT_MODES)
@@ -78,8 +99,12 @@ class TrialParams:
     # the experiment's folder (harness/train/population.py says why and checks it).
     load_checkpoint_dir: str = _flag("", "PBT: a folder whose checkpoint the trial starts from (if it holds one)")
     save_checkpoint_dir: str = _flag("", "PBT: a folder the trial saves its final weights to, for the next step")
-    tta: str = _flag("none", "test-time augmentation of every dumped CSV and validation score: hflip averages the "
-                             "probabilities of the image and its mirror", tuple(TTA))
+    tta: str = _flag("none", "test-time augmentation of every dumped CSV and validation score: hflip merges the "
+                             "predictions of the image and its mirror; vflip, flips (both and their product), d4 (the "
+                             "8 rotations and mirrors of the square), five_crop (corners and centre at 0.875, resized "
+                             "back), scales (0.875x, 1x, 1.125x)", tuple(TTA))
+    tta_merge: str = _flag("mean", "how --tta merges its views: mean of the probabilities, or gmean (their geometric "
+                                   "mean, renormalised)", tuple(MERGES))
     # Mixing, class imbalance, weight averaging (README: "Contest techniques"; harness/train/mixing.py,
     # class_balance.py, averaging.py).
     mixup: float = _flag(0.0, "MixUp's beta alpha (timm's Mixup); 0: off")
@@ -93,6 +118,17 @@ class TrialParams:
                              "validation keeps the contest's 60")
     ema_decay: float = _flag(0.0, "exponential moving average of the weights, what validation, dumps and "
                                   "harness.predict use; 0: off")
+    # Training targets beyond the true labels (docs/techniques.md; harness/train/targets.py).
+    soft_targets: str = _flag("", "a validation soft CSV covering every training image (a K-fold run's out-of-fold "
+                                  "CSV, or distill.py's blend): self-distillation", tunable=False)
+    soft_weight: float = _flag(0.3, "with --soft_targets: each target is (1 - W) x the label + W x the soft CSV's row")
+    pseudo_labels: str = _flag("", "an eval soft CSV (python -m ensemble writes <output>_<task>_soft.csv): its "
+                                   "confident eval images join training", tunable=False)
+    pseudo_threshold: float = _flag(0.9, "with --pseudo_labels: an eval image joins when its most probable class "
+                                         "reaches this in every head")
+    pseudo_soft: bool = _flag(False, "with --pseudo_labels: train on their probabilities, not their top class")
+    refit: str = _flag("", "a finished run folder to train again on every training image for the epochs its "
+                           "validation chose (docs/techniques.md: Refit)", tunable=False)
     # K-fold (README: "K-fold and multi-head models"). Not in search_space.json: it multiplies a trial's cost by K.
     folds: int = _flag(1, "1: one holdout split (--val_ratio); K >= 2: train the K person-grouped, stratified folds "
                           "(fixed fold seed) one after another in this trial; its soft CSVs hold out-of-fold "
@@ -196,6 +232,9 @@ def budget_epochs(budget: Any, epochs_per_unit: float) -> int:
 def merge_parameters(flags: Mapping[str, Any], tuned: Mapping[str, Any] | None) -> TrialParams:
     """The flags, with NNI's choice (if any) over them. An unknown key or a wrong type stops the trial at once."""
     merged = dict(flags)
+    if tuned is not None and not isinstance(tuned, Mapping):  # NNI's REST API takes any JSON as a parameter set
+        raise UserError(f"NNI's parameters must be a JSON object of search-space keys, got a "
+                        f"{type(tuned).__name__}: {str(tuned)[:80]}")
     tuned = dict(tuned or {})
     budget = tuned.pop(TRIAL_BUDGET, None)
     for key, value in tuned.items():
@@ -207,8 +246,8 @@ def merge_parameters(flags: Mapping[str, Any], tuned: Mapping[str, Any] | None) 
                             f"config's trialCommand (--{key}), never by the tuner")
         merged[key] = coerce(key, value)
     if budget is not None:
-        if not merged["budget_unit"] > 0:
-            raise UserError(f"budget_unit must be above 0, got {merged['budget_unit']!r}")
+        if not 0 < merged["budget_unit"] <= MAX_BUDGET_UNIT:
+            raise UserError(f"budget_unit must be in (0, {MAX_BUDGET_UNIT:g}], got {merged['budget_unit']!r}")
         merged["epochs"] = budget_epochs(budget, merged["budget_unit"])
     params = TrialParams(**merged)
     check(params)
@@ -224,24 +263,29 @@ def check(params: TrialParams) -> None:
             raise UserError(f"{f.name} must be one of {', '.join(choices)}, got {value!r}")
     ranges = {
         # BatchNorm cannot normalise a batch of one image in training.
-        "batch_size": (params.batch_size >= 2, "at least 2 (BatchNorm cannot train on batches of one image)"),
-        "seed": (params.seed >= 0, "0 or more"),
-        "epochs": (params.epochs >= 1, "at least 1"),
+        "batch_size": (2 <= params.batch_size <= MAX_BATCH_SIZE,
+                       f"at least 2 (BatchNorm cannot train on batches of one image) and at most {MAX_BATCH_SIZE}"),
+        "seed": (0 <= params.seed < SEED_LIMIT, f"in 0..{SEED_LIMIT - 1} (numpy's seeds are 32-bit)"),
+        "epochs": (1 <= params.epochs <= MAX_EPOCHS, f"in 1..{MAX_EPOCHS}"),
         "lr": (params.lr > 0, "above 0"),
         "weight_decay": (params.weight_decay >= 0, "0 or more"),
         "momentum": (0 <= params.momentum < 1, "in [0, 1)"),
-        "img_size": (params.img_size >= 16, "at least 16"),
+        "sam_rho": (params.sam_rho >= 0, "0 or more (0: the variant's default)"),
+        "img_size": (16 <= params.img_size <= MAX_IMG_SIZE, f"in 16..{MAX_IMG_SIZE}"),
         "crop": (0 < params.crop <= 1, "in (0, 1]"),
         "val_ratio": (0 <= params.val_ratio < 1, "in [0, 1)"),
-        "num_workers": (params.num_workers >= 0, "0 or more"),
+        "num_workers": (0 <= params.num_workers <= MAX_WORKERS, f"in 0..{MAX_WORKERS}"),
         "loader_nice": (0 <= params.loader_nice <= 19, "in 0..19 (0: the trial's own priority)"),
-        "cpu_threads": (params.cpu_threads >= 0, "0 or more (0: one per core)"),
+        "cpu_threads": (0 <= params.cpu_threads <= MAX_CPU_THREADS, f"in 0..{MAX_CPU_THREADS} (0: one per core)"),
+        "budget_unit": (0 < params.budget_unit <= MAX_BUDGET_UNIT, f"in (0, {MAX_BUDGET_UNIT:g}]"),
         "dump_threshold": (0 <= params.dump_threshold <= 1, "in [0, 1]"),
         "mixup": (params.mixup >= 0, "0 or more (0: off)"),
         "cutmix": (params.cutmix >= 0, "0 or more (0: off)"),
         "mix_prob": (0 <= params.mix_prob <= 1, "in [0, 1]"),
         "old_age": (30 < params.old_age <= 100, "in 31..100 (the 30-59 class must keep at least one age)"),
         "ema_decay": (0 <= params.ema_decay < 1, "in [0, 1) (0: off)"),
+        "soft_weight": (0 <= params.soft_weight <= 1, "in [0, 1]"),
+        "pseudo_threshold": (0 < params.pseudo_threshold <= 1, "in (0, 1]"),
     }
     for f in fields(TrialParams):
         value = getattr(params, f.name)
@@ -250,6 +294,7 @@ def check(params: TrialParams) -> None:
     for name, (ok, expected) in ranges.items():
         if not ok:
             raise UserError(f"{name} must be {expected}, got {getattr(params, name)!r}")
+    loss_mix(params.criterion, params.loss_weights)  # every part known, one weight per part
     if params.weights and not params.pretrained:
         raise UserError("--weights is only read with --pretrained true")
     check_folds(params)
@@ -257,8 +302,8 @@ def check(params: TrialParams) -> None:
 
 def check_folds(params: TrialParams) -> None:
     """What K-fold (--folds > 1) cannot be combined with, each for a reason a user can act on."""
-    if params.folds < 1:
-        raise UserError(f"folds must be at least 1, got {params.folds}")
+    if not 1 <= params.folds <= MAX_FOLDS:
+        raise UserError(f"folds must be in 1..{MAX_FOLDS}, got {params.folds}")
     if params.folds == 1:
         return
     if params.checkpoint == "best":

@@ -26,10 +26,12 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Stopped(BaseException):
-    """Raised in the main thread by SIGTERM or SIGINT; a BaseException so that no `except Exception` swallows it."""
+    """Raised in the main thread by SIGTERM or SIGINT, or by the trial itself (StopSignal.request, e.g. when its NNI
+    manager is gone); a BaseException so that no `except Exception` swallows it. str() is what stopped it: the
+    signal's name, or the request's cause."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
+    def __init__(self, signum: int, cause: str | None = None) -> None:
+        super().__init__(cause or signal.Signals(signum).name)
         self.signum = signum
 
 
@@ -38,6 +40,8 @@ class StopSignal:
         self.owner = os.getpid()
         self.depth = 0
         self.pending: int | None = None
+        self.cause: str | None = None
+        self.stopping = False  # a Stopped was raised: later signals do not interrupt the stop's own writes
 
     def install(self) -> None:
         self.owner = os.getpid()
@@ -52,10 +56,20 @@ class StopSignal:
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt
             end_by_signal(signum)
+        self._stop(signum, None)
+
+    def request(self, cause: str) -> None:
+        """Stop as a SIGTERM would, for `cause`: at the end of the protected block in progress, else at once."""
+        self._stop(signal.SIGTERM, cause)
+
+    def _stop(self, signum: int, cause: str | None) -> None:
+        if self.stopping:
+            return  # a second signal while the first stop records itself: the record stays whole and true
         if self.depth:
-            self.pending = signum
+            self.pending, self.cause = signum, cause
         else:
-            raise Stopped(signum)
+            self.stopping = True
+            raise Stopped(signum, cause)
 
     @contextlib.contextmanager
     def protect(self) -> Iterator[None]:
@@ -66,7 +80,8 @@ class StopSignal:
             self.depth -= 1
         if not self.depth and self.pending is not None:
             signum, self.pending = self.pending, None  # raised once: a later protected block is not stopped by it
-            raise Stopped(signum)
+            self.stopping = True
+            raise Stopped(signum, self.cause)
 
 
 def quiet_half_built_loader(hook: Any) -> Any:

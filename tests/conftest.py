@@ -13,6 +13,10 @@ sys.path.insert(0, str(ROOT))
 # (collection does), and online it retries a missing network for most of a minute before giving up.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
+# One thread of torch arithmetic per process (this one and every trial it starts), before torch is imported: on a
+# machine whose cores other work keeps busy, two threads per trial ran a 64 px epoch 10x slower than one (their
+# barriers wait for a preempted thread; docs/speed.md), and the tests' 32 px models gain nothing from a second.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True, scope="session")

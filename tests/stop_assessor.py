@@ -1,7 +1,14 @@
-"""An assessor for tests: it stops every trial at its first intermediate result, as Medianstop stops a poor one."""
+"""An assessor for tests: it stops every trial at its first intermediate result, as Medianstop stops a poor one.
+StopAtFirstResult records its stops as the harness's assessors do (harness.experiment.assessors.RecordedStops)."""
 from nni.assessor import Assessor, AssessResult
 
+from harness.experiment.assessors import RecordedStops
 
-class StopAtFirstResult(Assessor):
+
+class StopAll(Assessor):
     def assess_trial(self, trial_job_id: str, trial_history: list) -> AssessResult:
         return AssessResult.Bad
+
+
+class StopAtFirstResult(RecordedStops, StopAll):
+    pass

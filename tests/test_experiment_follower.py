@@ -205,10 +205,138 @@ class FrozenExperiment:
 
 def test_an_experiment_whose_tuner_died_ends_the_wait_with_the_tuner_s_error(tmp_path):
     assert tuner_failure(DEAD_TUNER_LOG) == "KeyError: 0"
-    assert tuner_failure(DEAD_TUNER_LOG.split("[2026-12-06 03:04:00] INFO")[0]) is None  # still running
+    assert tuner_failure(DEAD_TUNER_LOG.split("[2026-12-06 03:04:00] ERROR")[0]) is None  # still running
     log_dir = tmp_path / "log"
     log_dir.mkdir()
     (log_dir / "dispatcher.log").write_text(DEAD_TUNER_LOG)
     with pytest.raises(UserError, match=r"NNI's tuner stopped with KeyError: 0 \(.*dispatcher.log\): no further trial"):
         wait(FrozenExperiment(), timeout=60, poll=0.01, echo=lambda line: None,
              manager_log=log_dir / "nnimanager.log")
+
+
+def test_a_tuner_whose_worker_died_is_dead_before_its_process_exits():
+    """NNI's dispatcher logs the exception that ends its command worker at once, but exits only at the manager's
+    next command, which never comes when every trial has ended (seen: PBT's IndexError after failed trials)."""
+    worker_died = DEAD_TUNER_LOG.split("[2026-12-06 03:04:00] INFO")[0]
+    assert tuner_failure(worker_died) == "KeyError: 0"
+    assert tuner_failure(worker_died.replace("msg_dispatcher_base/Thread-1", "pbt_tuner/Thread-1")) is None
+
+
+def test_a_resumed_experiment_s_earlier_dispatcher_exit_is_not_a_dead_tuner():
+    resumed = DEAD_TUNER_LOG + ("[2026-12-06 04:00:00] INFO (nni.runtime.msg_dispatcher_base/MainThread) "
+                                "Dispatcher started\n")
+    assert tuner_failure(resumed) is None
+
+
+# The end states, as NNI 3.0's manager sets them (harness/experiment/ending.py).
+ENDED = [{"trialJobId": "A", "status": "SUCCEEDED"}, {"trialJobId": "B", "status": "USER_CANCELED"}]
+RUNNING = [{"trialJobId": "A", "status": "SUCCEEDED"}, {"trialJobId": "B", "status": "RUNNING"}]
+
+
+@pytest.mark.parametrize("polls, final", [
+    # (seconds, status, trials) per poll -> what the follower returns at the last one (None: it keeps following)
+    ([(0, "DONE", ENDED)], "DONE"),
+    ([(0, "DONE", RUNNING)], None),  # the trials were read before the last one's end was stored
+    ([(0, "ERROR", RUNNING)], "ERROR"),
+    # the moment between the manager storing the last trial's end and setting DONE (the flake in issue 22)
+    ([(0, "NO_MORE_TRIAL", ENDED)], None),
+    ([(0, "NO_MORE_TRIAL", ENDED), (0.5, "DONE", ENDED)], "DONE"),
+    ([(0, "NO_MORE_TRIAL", ENDED), (61, "NO_MORE_TRIAL", ENDED)], "NO_MORE_TRIAL"),  # bounded
+    # PBT between generations: its next set waits in the manager's queue, not yet listed
+    ([(0, "TUNER_NO_MORE_TRIAL", ENDED), (5, "TUNER_NO_MORE_TRIAL", ENDED)], None),
+    ([(0, "TUNER_NO_MORE_TRIAL", ENDED[:1]), (9, "TUNER_NO_MORE_TRIAL", ENDED), (12, "TUNER_NO_MORE_TRIAL", ENDED)],
+     None),  # a new trial starts the wait again
+    ([(0, "TUNER_NO_MORE_TRIAL", ENDED), (6, "RUNNING", RUNNING), (8, "TUNER_NO_MORE_TRIAL", ENDED),
+      (12, "TUNER_NO_MORE_TRIAL", ENDED)], None),
+    ([(0, "TUNER_NO_MORE_TRIAL", ENDED), (10.5, "TUNER_NO_MORE_TRIAL", ENDED)], "TUNER_NO_MORE_TRIAL"),  # grid search
+    ([(0, "RUNNING", ENDED), (100, "RUNNING", ENDED)], None),
+])
+def test_the_follower_ends_on_the_state_nni_really_ends_in(polls, final):
+    from harness.experiment.ending import Ending
+
+    ending = Ending()
+    answers = [ending.final(status, trials, now) for now, status, trials in polls]
+    assert answers[-1] == final and all(answer is None for answer in answers[:-1])
+
+
+class ScriptedExperiment:
+    """NNI's REST answers replayed in order (the last repeats); records which endpoint was read when."""
+
+    def __init__(self, answers: list[tuple[str, list[dict]]]) -> None:
+        self.answers, self.reads = answers, []
+
+    def status(self):
+        self.reads.append("status")
+        return {"status": self.answers[min(self.reads.count("status"), len(self.answers)) - 1][0]}
+
+    def trials(self):
+        self.reads.append("trials")
+        return self.answers[min(self.reads.count("trials"), len(self.answers)) - 1][1]
+
+    def metrics(self):
+        return []
+
+
+def test_the_follower_reads_the_trials_before_the_status_and_waits_for_done():
+    rest = ScriptedExperiment([("NO_MORE_TRIAL", RUNNING), ("NO_MORE_TRIAL", ENDED), ("NO_MORE_TRIAL", ENDED),
+                               ("DONE", ENDED)])
+    lines = []
+    assert wait(rest, timeout=30, poll=0.01, echo=lines.append) == "DONE"
+    assert rest.reads[:2] == ["trials", "status"] and rest.reads.count("status") == 4
+    assert len([line for line in lines if line.startswith("trial ")]) == 2
+
+
+# NNI 3.0's nnimanager.log when a trial waits for ever: lines as the manager writes them (/tmp/nni22 research).
+STALLED_LOG = """[2026-12-06 15:43:31] INFO (NNIManager) Change NNIManager status from: INITIALIZED to: RUNNING
+[2026-12-06 15:43:31] INFO (NNIManager) submitTrialJob: form: {
+  sequenceId: 0,
+  hyperParameters: { value: '{"parameter_id": 0, "parameters": {"x": 0}}', index: 0 }
+}
+[2026-12-06 15:43:32] INFO (LocalV3.local) Created trial MaLcw
+[2026-12-06 15:43:33] ERROR (TrainingServiceCompat) No parameters available
+[2026-12-06 15:44:31] INFO (NNIManager) submitTrialJob: form: {
+  sequenceId: 1,
+  hyperParameters: { value: '{"parameter_id": 1, "parameters": {"x": 1}}', index: 0 }
+}
+[2026-12-06 15:44:32] ERROR (TaskScheduler) Only have 1 GPUs, requesting 1
+[2026-12-06 15:44:32] INFO (TrialKeeper.local-env) Scheduling failed because the GPU constraint cannot be satisfied
+[2026-12-06 15:44:32] WARNING (LocalV3.local) Failed to create trial
+[2026-12-06 15:44:42] ERROR (TaskScheduler) Only have 1 GPUs, requesting 1
+[2026-12-06 15:45:00] WARNING (WsConnection.__default__) Missing pong
+"""
+
+
+def test_the_stall_evidence_names_what_nni_s_logs_say():
+    from harness.experiment.logs import stall_evidence
+
+    found = stall_evidence(STALLED_LOG, DEAD_TUNER_LOG)
+    text = "\n".join(found)
+    assert "No parameters available (a trial asked for a parameter set and none was queued" in text
+    assert "Only have 1 GPUs, requesting 1 (NNI's GPU scheduler refuses the trial" in text and "2 such lines" in text
+    assert "Failed to create trial" in text and "Missing pong" in text
+    assert "with no 'Created trial' after it" in text
+    assert "dispatcher.log: the tuner process ended with KeyError: 0" in text
+    assert found[-1].endswith("Change NNIManager status from: INITIALIZED to: RUNNING")
+    assert stall_evidence("", "") == []
+
+
+@pytest.mark.parametrize("trials, log, stalled", [
+    ([{"trialJobId": "A", "status": "SUCCEEDED"}, {"trialJobId": "B", "status": "WAITING"}], "", True),
+    ([{"trialJobId": "A", "status": "RUNNING"}], STALLED_LOG, True),  # running in name only: no set came
+    ([{"trialJobId": "A", "status": "RUNNING"}], "", False),  # a long epoch is not a stall
+])
+def test_the_follower_says_when_no_trial_has_run_and_what_nni_s_logs_say(tmp_path, trials, log, stalled):
+    from harness.experiment.follower import Follower
+
+    (tmp_path / "nnimanager.log").write_text(log)
+    lines = []
+    rest = ScriptedExperiment([("RUNNING", trials)])
+    follower = Follower(rest, lines.append, manager_log=tmp_path / "nnimanager.log", poll=0.01, stall_after=0.2)
+    with pytest.raises(UserError, match="did not finish within"):
+        follower.wait(1.0)
+    said = [line for line in lines if line.startswith("the experiment looks stalled")]
+    assert len(said) == int(stalled), lines
+    if stalled and log:
+        assert "No parameters available" in said[0]
+    elif stalled:
+        assert "nothing in nnimanager.log or dispatcher.log explains it" in said[0]

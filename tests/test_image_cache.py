@@ -205,3 +205,20 @@ def test_a_trial_killed_while_building_blocks_no_later_trial(tmp_path):
     cache = cached_images(root, list_images(root), 64, 0.8, cache_dir, num_workers=0)
     assert cache.shape[0] == 600
     assert not list(cache_dir.glob(".*.tmp")), "the killed build's temporary file was left"
+
+
+def test_a_cache_with_the_right_name_and_shape_but_other_pixels_is_rebuilt(images, tmp_path, caplog):
+    """Its pixels' checksum, written with it, is verified once per process: other pixels are found and rebuilt."""
+    root, paths = images
+    cache_dir = tmp_path / "cache"
+    cached_images(root, paths, 32, 0.8, cache_dir)
+    (target,) = cache_dir.glob("*.npy")
+    stat = target.stat()
+    with open(target, "r+b") as handle:  # same size, same header: pixels of the middle image overwritten
+        handle.seek(stat.st_size - (len(paths) // 2) * 32 * 32 * 3)
+        handle.write(bytes(range(256)) * 12)
+    again = cached_images(root, paths, 32, 0.8, cache_dir)
+    assert "its pixels differ from the checksum written when it was built): rebuilding it" in caplog.text
+    for index in range(len(paths)):
+        assert np.array_equal(again[index], load_prepared(root / paths[index], 32, 0.8))
+

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.data.labels import multi_label
+from harness.data.labels import multi_label, task_marginal
 from harness.data.layouts import load_train
 from harness.data.split import FOLD_SEED, assign_folds, fold_indices
 from harness.errors import UserError
@@ -25,7 +25,6 @@ from harness.validation.kfold import (
     out_of_fold,
     resume_point,
     step_number,
-    task_marginal,
 )
 from trial_checks import check_probabilities, records, run_to_end, trial, without_timing
 
@@ -67,7 +66,7 @@ def test_folds_do_not_depend_on_the_task_or_the_seed(demo_dir, tmp_path):
     for seed in (0, 42):
         for task in ("mask", "gender", "multihead"):
             assert parse_params(["--seed", str(seed), "--classification", task, "--folds", "3"], None).folds == 3
-    data = load_data(parse_params(["--data_dir", str(demo_dir)], None))
+    _, data = load_data(parse_params(["--data_dir", str(demo_dir)], None))
     run = RunFolder(tmp_path, "exp", "run")
     kfold = [scheme_for(parse_params(["--folds", "3", "--val_ratio", ratio, "--seed", seed], None), data, run)
              for ratio, seed in (("0.2", "42"), ("0.5", "7"))]
@@ -84,7 +83,7 @@ def test_impossible_fold_counts_are_refused(folds):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--folds", "0"], "folds must be at least 1"),
+    (["--folds", "0"], "folds must be in 1..100"),
     (["--folds", "2", "--checkpoint", "best"], "--checkpoint best keeps one model's weights"),
     (["--folds", "2", "--save_checkpoint_dir", "x"], "Population Based Training"),
 ])

@@ -63,13 +63,13 @@ def test_demo_data_never_replaces_a_folder_it_did_not_write(tmp_path):
     mine = tmp_path / "notes"
     mine.mkdir()
     (mine / "thesis.txt").write_text("years of work")
-    with pytest.raises(UserError, match="is not empty and is not a demo data set this tool wrote"):
+    with pytest.raises(UserError, match="is not empty and is not a folder python -m harness.demo_data wrote"):
         generate(mine, people=6, eval_images=1, width=32, height=32)
     assert (mine / "thesis.txt").read_text() == "years of work"
     demo = generate(tmp_path / "demo", people=6, eval_images=1, width=32, height=32)
     assert (demo / MARKER).is_file()
     (demo / "train" / "train.csv").unlink()
-    generate(demo, people=6, eval_images=2, width=32, height=32)  # its own folder: rewritten whole
+    generate(demo, people=6, eval_images=2, width=32, height=32)  # its own folder: its own files rewritten
     assert (demo / "train" / "train.csv").is_file()
 
 

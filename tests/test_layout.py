@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # The programs users type: nothing imports them (tests aside), so a module never drags a CLI's parsing along.
 COMMAND_LINE = {"ensemble.cli", "ensemble.__main__", "harness.experiment.__main__", "harness.report.__main__",
-                "harness.demo_data", "harness.real_photos", "trial", "predict"}
+                "harness.demo_data", "harness.real_photos", "trial", "predict", "distill"}
 TRAINING_STAGES = ("harness.train", "harness.fit", "harness.validation", "harness.experiment", "harness.report")
 
 

@@ -1,9 +1,11 @@
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from harness.errors import UserError
-from harness.train.losses import LOSSES, F1Loss, FocalLoss, create_loss
+from harness.train.losses import LOSSES, F1Loss, FocalLoss, create_loss, loss_mix
 
 
 @pytest.mark.parametrize("name", LOSSES)
@@ -121,3 +123,46 @@ def test_a_target_of_the_wrong_shape_is_refused():
         create_loss("cross_entropy", 3)(torch.zeros(2, 3), torch.zeros(2, 4))
     with pytest.raises(ValueError, match="2 class weights for 3 classes"):
         create_loss("focal", 3, [1.0, 2.0])
+
+
+# Loss mixes: '+' joins registry names, --loss_weights weighs them.
+PAIRS = ["+".join(pair) for pair in itertools.combinations(LOSSES, 2)]
+
+
+@pytest.mark.parametrize("mix", PAIRS)
+@pytest.mark.parametrize("weight", [None, WEIGHTS], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("mixed", [False, True], ids=["labels", "probabilities"])
+def test_a_mix_is_the_weighted_sum_of_its_parts(mix, weight, mixed):
+    """Class weights and MixUp's probability targets reach every part."""
+    torch.manual_seed(4)
+    logits, labels = torch.randn(6, 3), torch.tensor([0, 1, 2, 2, 1, 0])
+    targets = 0.7 * F.one_hot(labels, 3) + 0.3 * F.one_hot(labels.flip(0), 3) if mixed else labels
+    first, second = mix.split("+")
+    expected = 0.6 * create_loss(first, 3, weight)(logits, targets) + 0.4 * create_loss(second, 3, weight)(logits,
+                                                                                                          targets)
+    assert torch.isclose(create_loss(mix, 3, weight, "0.6,0.4")(logits, targets), expected)
+
+
+@pytest.mark.parametrize("weights, expected", [("", [0.5, 0.5]), ("3,2", [0.6, 0.4]), ("1,0", [1.0, 0.0])])
+def test_mix_weights_are_scaled_to_sum_to_one_and_equal_by_default(weights, expected):
+    assert loss_mix("focal+f1", weights) == (["focal", "f1"], pytest.approx(expected))
+
+
+def test_one_loss_is_the_registry_loss_itself():
+    assert type(create_loss("focal", 3, loss_weights="2")) is FocalLoss
+
+
+@pytest.mark.parametrize("criterion, weights, message", [
+    ("focal+mse", "", "unknown criterion 'mse' in 'focal+mse': expected one of cross_entropy, focal, label_smoothing, "
+                      "f1, or several joined by '+' (e.g. focal+f1)"),
+    ("focal+f1", "0.6", "loss_weights '0.6' has 1 weight for the 2 parts of criterion 'focal+f1': give one per part"),
+    ("focal", "0.5,0.5", "loss_weights '0.5,0.5' has 2 weights for the 1 part of criterion 'focal'"),
+    ("focal+f1", "-1,2", "loss_weights '-1,2': weights must be finite, 0 or more, and not all 0"),
+    ("focal+f1", "0,0", "loss_weights '0,0': weights must be finite, 0 or more, and not all 0"),
+    ("focal+f1", "a,b", "loss_weights 'a,b': expected comma-separated numbers, e.g. 0.6,0.4"),
+    ("focal+focal", "", "criterion 'focal+focal' names a loss twice"),
+])
+def test_a_bad_mix_ends_in_one_line(criterion, weights, message):
+    with pytest.raises(UserError) as caught:
+        loss_mix(criterion, weights)
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from harness.errors import UserError
-from harness.train.optim import OPTIMIZERS, SCHEDULERS, create_optimizer, create_scheduler
+from harness.train.optim import OPTIMIZERS, SCHEDULERS, create_optimizer, create_scheduler, needs_closure
 
 
 def small_model() -> torch.nn.Module:
@@ -17,13 +17,19 @@ def small_model() -> torch.nn.Module:
 
 
 def train_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, steps: int = 3) -> None:
+    """As harness/train/passes.py steps: SAM and ASAM get a closure that evaluates the batch again."""
     generator = torch.Generator().manual_seed(1)
     for _ in range(steps):
         inputs = torch.randn(4, 3, 8, 8, generator=generator)
-        loss = torch.nn.functional.cross_entropy(model(inputs), torch.tensor([0, 1, 2, 0]))
+
+        def loss(inputs=inputs) -> torch.Tensor:
+            value = torch.nn.functional.cross_entropy(model(inputs), torch.tensor([0, 1, 2, 0]))
+            value.backward()
+            return value
+
         optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        loss()
+        optimizer.step(loss) if needs_closure(optimizer) else optimizer.step()
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))

@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ from models import is_known
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH_SPACES = sorted(ROOT.glob("search_space*.json"))
 # Where each search-space key's values must resolve.
-RESOLVERS = {"model": is_known, "criterion": LOSSES.__contains__, "classification": CLASSIFICATIONS.__contains__,
+RESOLVERS = {"model": is_known, "criterion": lambda value: all(part in LOSSES for part in value.split("+")),
+             "classification": CLASSIFICATIONS.__contains__,
              "optimizer": OPTIMIZERS.__contains__}
 
 
@@ -67,6 +69,13 @@ def test_the_original_search_space_is_kept():
     assert space["lr"]["_type"] == "loguniform"
 
 
+def test_a_search_space_may_choose_a_loss_mix_and_its_weights():
+    params = parse_params([], {"criterion": "focal+f1", "loss_weights": "0.6,0.4"})
+    assert (params.criterion, params.loss_weights) == ("focal+f1", "0.6,0.4")
+    with pytest.raises(UserError, match="loss_weights '0.6' has 1 weight for the 2 parts of criterion 'focal[+]f1'"):
+        parse_params(["--criterion", "focal+f1", "--loss_weights", "0.6"], None)
+
+
 def test_nni_values_override_flags():
     params = parse_params(["--batch_size", "8", "--lr", "0.1", "--epochs", "3"], {"batch_size": 32, "lr": 0.002})
     assert (params.batch_size, params.lr, params.epochs) == (32, 0.002, 3)
@@ -89,12 +98,23 @@ def test_integral_floats_from_quniform_become_ints():
     ({"lr": "fast"}, "lr must be a finite number"),
     ({"lr": float("nan")}, "lr must be a finite number"),
     ({"model": 3}, "model must be a string"),
-    ({"criterion": "mse"}, "criterion must be one of"),
+    ({"criterion": "mse"}, "unknown criterion 'mse': expected one of cross_entropy"),
     ({"classification": "race"}, "classification must be one of"),
     ({"optimizer": "lion"}, "optimizer must be one of"),
     ({"batch_size": 0}, "batch_size must be at least 2"),
     ({"batch_size": 1}, "batch_size must be at least 2 (BatchNorm cannot train on batches of one image)"),
-    ({"seed": -1}, "seed must be 0 or more, got -1"),
+    ({"seed": -1}, "seed must be in 0..4294967295 (numpy's seeds are 32-bit), got -1"),
+    # Upper bounds: values that would exhaust the machine or break a library (issue 25).
+    ({"seed": 2**32}, "seed must be in 0..4294967295 (numpy's seeds are 32-bit), got 4294967296"),
+    ({"batch_size": 10**25}, "batch_size must be at least 2 (BatchNorm cannot train on batches of one image) and at "
+                             "most 4096, got 10000000000000000000000000"),
+    ({"img_size": 100000}, "img_size must be in 16..2048, got 100000"),
+    ({"epochs": 10**6}, "epochs must be in 1..10000, got 1000000"),
+    ({"num_workers": 1000}, "num_workers must be in 0..64, got 1000"),
+    ({"cpu_threads": 10**6}, "cpu_threads must be in 0..1024 (0: one per core), got 1000000"),
+    ({"folds": 10**4}, "folds must be in 1..100, got 10000"),
+    ({"budget_unit": -1}, "budget_unit must be in (0, 1000], got -1.0"),
+    ({"budget_unit": -1, "TRIAL_BUDGET": 3}, "budget_unit must be in (0, 1000], got -1.0"),
     ({"val_ratio": 1.0}, "val_ratio must be in [0, 1)"),
     ({"pretrained": "maybe"}, "pretrained must be true or false"),
 ])
@@ -116,10 +136,20 @@ def test_paths_and_the_device_cannot_come_from_nni(key):
 
 @pytest.mark.parametrize("argv, message", [(["--lr", "inf"], "lr must be a finite number, got inf"),
                                            (["--weight_decay", "nan"], "weight_decay must be a finite number"),
-                                           (["--seed", "-1"], "seed must be 0 or more")])
+                                           (["--seed", "-1"], "seed must be in 0..4294967295"),
+                                           (["--batch_size", str(10**25)], "batch_size must be at least 2"),
+                                           (["--budget_unit", "-0.5"], "budget_unit must be in (0, 1000]")])
 def test_non_finite_and_negative_flags_are_refused(argv, message):
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(UserError, match=re.escape(message)):
         parse_params(argv, None)
+
+
+@pytest.mark.parametrize("payload", [[1, 2], "batch_size", 3])
+def test_a_parameter_set_that_is_not_an_object_is_one_line(payload):
+    """NNI's REST API takes any JSON as a trial's parameters: a list arrives as the trial's whole set."""
+    with pytest.raises(UserError, match=f"NNI's parameters must be a JSON object of search-space keys, got a "
+                                        f"{type(payload).__name__}"):
+        parse_params([], payload)
 
 
 def test_every_search_space_key_is_tunable():

@@ -92,8 +92,9 @@ def files_under(folder: Path) -> dict[str, str]:
 
 
 def photos_of(out: Path) -> dict[str, str]:
-    """Every file but the marker (which names the source)."""
-    return {name: digest for name, digest in files_under(out).items() if name != real_photos.MARKER}
+    """Every file but those that name the source (origin.json) and list the files (the manifest)."""
+    return {name: digest for name, digest in files_under(out).items()
+            if name not in (real_photos.MARKER, "origin.json")}
 
 
 def test_face_mask_set_from_a_bare_git_directory(mask_source, tmp_path, capsys):
@@ -186,7 +187,7 @@ def test_refuses_a_folder_it_did_not_write(utk_source, tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    with pytest.raises(UserError, match="not a folder this tool wrote"):
+    with pytest.raises(UserError, match="is not a folder python -m harness.real_photos wrote"):
         lay_out(utk_source, out)
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
     assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
@@ -194,6 +195,9 @@ def test_refuses_a_folder_it_did_not_write(utk_source, tmp_path):
     empty.mkdir()
     lay_out(utk_source, empty)  # an empty folder is fine
     assert (empty / real_photos.MARKER).is_file()
+    (empty / "my_notes.txt").write_text("mine")
+    lay_out(utk_source, empty)  # written again: its own files replaced, the user's kept
+    assert (empty / "my_notes.txt").read_text() == "mine"
 
 
 def test_errors_are_one_line(tmp_path):

@@ -348,6 +348,9 @@ def test_a_remote_trial_succeeds_and_writes_where_the_config_says(remote_runs: d
     params = check_run_folder(folder, demo_dir, epochs=1)
     assert params["experiment_id"] == run.experiment_id
     assert Path(params["output_dir"]) == (run.shared / "runs").resolve()
+    # Reuse mode hands each trial its own set; reuseMode false's trial cannot reach the manager's record and says so.
+    assert params["nni_parameters"] == json.loads(trial["hyperParameters"][0])["parameters"]
+    assert ("in reuse mode" if reuse else "NNI_PLATFORM is 'remote'") in params["nni_handout"]["note"]
     assert list(folder.glob("submission1_*_soft.csv")) and list(folder.glob("valid1_*_soft.csv"))
     assert list((run.shared / "cache").glob("*.npy")), "the image cache is on the shared storage (--cache_dir)"
     # NNI's own files stay on the manager, and no trial wrote there.

@@ -197,17 +197,22 @@ def test_every_picture_is_an_embedded_png_and_a_file_beside_the_page(tmp_path, c
     assert not list((exp / "report").rglob(".*.tmp"))
 
 
-def test_select_shows_what_the_ensemble_chooses(tmp_path, capsys):
+@pytest.mark.parametrize("metric", [None, "accuracy"], ids=["defaults", "accuracy"])
+def test_select_shows_what_the_ensemble_chooses(tmp_path, capsys, metric):
+    """Both defaults select by macro_f1; --select_metric takes the ensemble's --metric names; the page names it."""
     exp = experiment(tmp_path)
-    code, _, err = report([exp, "--select", "--rounds", "10"], capsys)
+    chosen_metric = ["--select_metric", metric] if metric else []
+    code, _, err = report([exp, "--select", "--rounds", "10", *chosen_metric], capsys)
     assert code == 0, err
     html = (exp / "report" / "report.html").read_text()
-    code, stdout, _ = run_ensemble(["--from", exp, "--select", "--rounds", "10", "--metric", "accuracy",
-                                    "-o", tmp_path / "sub.csv"], capsys)
+    code, stdout, _ = run_ensemble(["--from", exp, "--select", "--rounds", "10",
+                                    *(["--metric", metric] if metric else []), "-o", tmp_path / "sub.csv"], capsys)
     assert code == 0
-    expected = re.findall(r"^(\w+): ensemble accuracy ([\d.]+) vs best single ([\d.]+)", stdout, re.M)
+    name = metric or "macro_f1"
+    assert f"by validation <b>{name}</b>" in html and f"--select --metric {name}</code>" in html
+    expected = re.findall(rf"^(\w+): ensemble {name} ([\d.]+) vs best single ([\d.]+)", stdout, re.M)
     assert [task for task, _, _ in expected] == ["mask", "gender", "age"]
-    shown = re.findall(r"<h3>(\w+): ensemble accuracy ([\d.]+), best single ([\d.]+)</h3>", html)
+    shown = re.findall(rf"<h3>(\w+): ensemble {name} ([\d.]+), best single ([\d.]+)</h3>", html)
     assert shown == expected
     section = html.split("Ensemble selection (--select)")[1]
     chosen = [(row[0].split()[1], row[2]) for table in Tables(section).tables for row in table[1:]]
@@ -341,3 +346,23 @@ def test_end_to_end_on_two_real_trials(demo_dir, tmp_path):
     assert len(images) == 4  # curves of mask and multi, hyperparameters, selection
     assert all(base64.b64decode(src.split(",", 1)[1]).startswith(PNG) for src in images)
     assert len(list((exp / "report" / "figures").glob("*.png"))) == 4
+
+
+@pytest.mark.parametrize("source", ["stopped.json", "the assessor's log"])
+def test_a_trial_the_assessor_stopped_reads_as_such(tmp_path, capsys, source):
+    """NNI 3.0's web UI shows it as USER_CANCELED; the trial's stopped.json says stopped_by 'assessor', and the
+    assessor's own record (<experiment>/log/assessor_stops.jsonl) names it where stopped.json could not."""
+    from harness.experiment.stops import STOPS_FILE, record_stop
+
+    exp = experiment(tmp_path)
+    stopped = next(exp.glob("*_tB")) / "stopped.json"
+    if source == "stopped.json":
+        stopped.write_text(json.dumps({**json.loads(stopped.read_text()), "signal": "SIGINT",
+                                       "stopped_by": "assessor"}))
+    else:
+        record_stop(exp / "log" / STOPS_FILE, "tB", 2, "Medianstop at step 2")
+    code, stdout, err = report([exp], capsys)
+    assert code == 0, err
+    html = (exp / "report" / "report.html").read_text()
+    assert by_trial(html)["tB"]["status"] == "stopped by the assessor at epoch 2"
+    assert "1 stopped by the assessor" in html

@@ -30,7 +30,11 @@ TECHNIQUES = ["--sampler", "weighted", "--mixup", "0.4", "--cutmix", "1.0", "--e
               "--class_weights", "inverse"]
 
 
-@pytest.mark.parametrize("techniques", [[], TECHNIQUES], ids=["plain", "sampler-mixing-ema"])
+# SAM: its state is the base optimiser's, its second pass draws no random numbers of its own.
+SAM = ["--optimizer", "asam", "--sam_base", "sgd", "--mixup", "0.4", "--ema_decay", "0.9"]
+
+
+@pytest.mark.parametrize("techniques", [[], TECHNIQUES, SAM], ids=["plain", "sampler-mixing-ema", "asam"])
 def test_a_trial_killed_mid_run_resumes_where_an_uninterrupted_run_would_be(demo_dir, tmp_path, techniques):
     epochs = 4
     common = ["--data_dir", str(demo_dir), "--epochs", str(epochs), *FAST, *techniques]
@@ -97,12 +101,30 @@ def test_a_stop_signal_waits_for_the_write_it_interrupts(signum):
                 os.kill(os.getpid(), signum)
                 written.append("whole")  # still runs: the signal waits for the block
         assert written == ["whole"] and caught.value.signum == signum
-        with pytest.raises(Stopped):
+        # The stop then records itself (stopped.json) in a protected block: a second signal interrupts neither
+        # that block nor its end, so what the stop writes and logs is whole and true.
+        with stop.protect():
+            os.kill(os.getpid(), signum)
+            written.append("stop recorded")
+        assert written == ["whole", "stop recorded"] and stop.pending is None
+        fresh = StopSignal()
+        fresh.install()
+        with pytest.raises(Stopped):  # outside a protected block a stop is immediate
             os.kill(os.getpid(), signum)
             time.sleep(1)
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+
+
+def test_a_requested_stop_waits_like_a_signal_and_names_its_cause():
+    """The trial stops itself so (its NNI manager is gone): at the end of the write in progress."""
+    stop = StopSignal()
+    with pytest.raises(Stopped) as caught:
+        with stop.protect():
+            stop.request("NNI manager gone")
+            assert stop.pending == signal.SIGTERM  # not yet: the write goes on
+    assert str(caught.value) == "NNI manager gone" and caught.value.signum == signal.SIGTERM
 
 
 def test_a_forked_loader_worker_is_not_stopped_as_the_trial():
@@ -151,10 +173,11 @@ def test_predict_writes_a_new_pair_the_ensemble_reads(demo_dir, tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     run = next((output / "standalone").iterdir())
+    # Read before predict.py writes beside it: 'valid1_*[0-9]_soft.csv' would also match '...-pred1_soft.csv'.
+    own = pd.read_csv(next(run.glob("valid1_*_soft.csv")))
     again = subprocess.run([sys.executable, str(ROOT / "predict.py"), str(run)], cwd=ROOT, capture_output=True,
                            text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
-    own = pd.read_csv(next(run.glob("valid1_*[0-9]_soft.csv")))
     new = pd.read_csv(next(run.glob("valid1_*-pred1_soft.csv")))
     # the same weights and predictor as the dump: the same probabilities
     assert np.allclose(own.iloc[:, 2:].to_numpy(), new.iloc[:, 2:].to_numpy(), atol=1e-5)

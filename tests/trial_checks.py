@@ -5,6 +5,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,8 @@ import yaml
 
 from harness.data.labels import CLASSIFICATIONS, csv_task
 from harness.data.layouts import load_train
-from harness.experiment.follower import wait
-from harness.experiment.nnictl import free_port, start, stop
+from harness.experiment.follower import Follower
+from harness.experiment.nnictl import free_port, nnictl, nnictl_env, start, stop
 from harness.experiment.rest import NniRest
 
 METRIC_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds",
@@ -29,8 +30,8 @@ def check_run_folder(run: Path, data_dir: Path, epochs: int) -> dict:
     task = csv_task(classification)  # what the CSVs predict: 'multi' for a multihead run
     heads = CLASSIFICATIONS[classification]
     head_keys = {f"val_{score}_{head}" for head in heads for score in ("acc", "f1")} if len(heads) > 1 else set()
-    assert re.fullmatch(rf"{classification}_{re.escape(params['model'])}_{params['batch_size']}_{params['criterion']}_"
-                        rf"{params['lr']:.3g}_{params['trial_id']}", run.name)
+    assert re.fullmatch(rf"{classification}_{re.escape(params['model'])}_{params['batch_size']}_"
+                        rf"{re.escape(params['criterion'])}_{params['lr']:.3g}_{params['trial_id']}", run.name)
     assert Path(params["data_dir"]) == data_dir.resolve()
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(1, epochs + 1))
@@ -89,13 +90,37 @@ def without_timing(record: dict) -> dict:
 def run_to_end(config: dict, folder: Path, timeout: int = 900) -> tuple[str, str, list[dict], list[dict]]:
     """Runs `config` (written to folder/config.yml) through nnictl on a free port to its end, and always stops it:
     (experiment id, NNI's final status, its trials, its metrics)."""
+    finished = follow_to_end(config, folder, timeout)
+    return finished.experiment_id, finished.status, finished.trials, finished.metrics
+
+
+@dataclass
+class Finished:
+    experiment_id: str
+    status: str
+    trials: list[dict]
+    metrics: list[dict]
+    export: list[dict]   # nnictl experiment export (json)
+    lines: list[str]     # what the follower printed
+
+
+def follow_to_end(config: dict, folder: Path, timeout: int = 900) -> Finished:
+    """run_to_end, followed as `python -m harness.experiment` follows (its lines kept, NNI's logs read), and
+    `nnictl experiment export` taken before the stop."""
     path = folder / "config.yml"
     path.write_text(yaml.safe_dump(config))
     port = free_port()
     experiment_id = start(path, port)
+    experiment = Path(config["experimentWorkingDirectory"]) / experiment_id
+    lines: list[str] = []
     try:
         rest = NniRest(port)
-        status = wait(rest, timeout=timeout, echo=lambda line: None)
-        return experiment_id, status, rest.trials(), rest.metrics()
+        status = Follower(rest, lines.append, manager_log=experiment / "log" / "nnimanager.log",
+                          runs_dir=experiment).wait(timeout)
+        exported = folder / "export.json"
+        subprocess.run([nnictl(), "experiment", "export", experiment_id, "--filename", str(exported), "--type",
+                        "json"], env=nnictl_env(), check=True, capture_output=True, timeout=120)
+        return Finished(experiment_id, status, rest.trials(), rest.metrics(), json.loads(exported.read_text()),
+                        lines)
     finally:
         stop(experiment_id)

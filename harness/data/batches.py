@@ -42,14 +42,16 @@ class ImageSet(Dataset):
 
     `images` is anything indexable that returns prepared uint8 images: DecodedImages, or a memory-mapped cache
     array. `labels` holds one column per head of the model ([N, heads]; a vector is one head); the eval set has
-    none and gets -1."""
+    none and gets -1. with_index: each label row ends with the image's index into `images` (soft targets)."""
 
     def __init__(self, images, indices: np.ndarray, labels: np.ndarray | None,
-                 augment: Callable | None = None) -> None:
+                 augment: Callable | None = None, with_index: bool = False) -> None:
         self.images, self.indices, self.augment = images, np.asarray(indices), augment
         if labels is not None:
             labels = np.asarray(labels, dtype=np.int64)
             labels = (labels[:, None] if labels.ndim == 1 else labels)[self.indices]
+            if with_index:  # soft targets look their rows up by the image's index: its last label column
+                labels = np.concatenate([labels, self.indices[:, None].astype(np.int64)], axis=1)
         self.labels = labels
         self.ring: list[torch.Tensor] = []  # a worker's shared batch buffers, made at its first batch
         self.turn = 0
@@ -89,6 +91,19 @@ class ImageSet(Dataset):
             self.ring = [torch.empty((size, *shape), dtype=torch.uint8).share_memory_() for _ in range(RING_SLOTS)]
         self.turn += 1
         return self.ring[self.turn % RING_SLOTS][:size]
+
+
+class JoinedImages:
+    """Two image sources as one (the training images, then eval images added to training as pseudo-labels)."""
+
+    def __init__(self, first, second) -> None:
+        self.first, self.second, self.split = first, second, len(first)
+
+    def __len__(self) -> int:
+        return self.split + len(self.second)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.first[index] if index < self.split else self.second[index - self.split]
 
 
 def whole_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

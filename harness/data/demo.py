@@ -8,11 +8,13 @@ group (hair colour: dark under 30, grey-brown from 30 to 59, white from 60). The
 train/train.csv (id,gender,race,age,path), train/images/<id>_<gender>_<race>_<age>/mask1..5, incorrect_mask, normal
 with mixed .jpg/.jpeg/.png extensions, AppleDouble ('._*') files and .DS_Store beside them; eval/info.csv
 (ImageID,ans) and eval/images/<ImageID>. The eval set's true answers go to eval_answers.csv at the top (demo only:
-the real contest keeps them hidden)."""
+the real contest keeps them hidden).
+
+Writing into a folder it wrote before replaces its own files only (harness/data/owned_folder.py): files the user
+added there, or changed, stay."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ import pandas as pd
 
 from harness.data.labels import MASK_STEMS, age_label, multi_label
 from harness.data.opencv import cv2
+from harness.data.owned_folder import rewritten
 from harness.errors import UserError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -29,8 +32,9 @@ AGES = (18, 22, 25, 29, 30, 35, 42, 50, 55, 59, 60, 60, 62)
 HAIR_BY_AGE = ((35, 25, 20), (125, 110, 95), (235, 235, 230))
 SKIN = ((224, 172, 140), (198, 134, 66), (141, 85, 36), (255, 219, 172))
 MASK_COLOURS = ((245, 245, 245), (90, 160, 230), (30, 30, 30), (200, 90, 120), (110, 170, 90))
-# Marks a folder as a demo set written here: only such a folder (or an empty one) is ever replaced.
+# Marks a folder as a demo set written here, listing the files written: only those are ever replaced.
 MARKER = ".harness-demo-data"
+TOOL = "python -m harness.demo_data"
 APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(4050)
 
 
@@ -81,16 +85,18 @@ def save(path: Path, image: np.ndarray) -> None:
 
 def generate(out: Path, people: int = 120, eval_images: int = 300, width: int = 384, height: int = 512,
              seed: int = 0, jpeg_only: bool = False) -> Path:
-    """Write the data set into `out` (replacing a demo set written earlier; any other non-empty folder is refused).
-    Returns `out`. jpeg_only: every photo a .jpg (benchmarks)."""
+    """Write the data set into `out` (a new or empty folder, or one it wrote before: its own files there are
+    replaced, nothing else). Returns `out`. jpeg_only: every photo a .jpg (benchmarks)."""
     if people < 6:
         raise UserError(f"--people must be at least 6 (every gender x age group), got {people}")
     rng = np.random.default_rng(seed)
-    if out.exists():
-        if any(out.iterdir()) and not (out / MARKER).is_file():
-            raise UserError(f"{out} is not empty and is not a demo data set this tool wrote (no {MARKER} in it): "
-                            f"give --out a new or empty folder; nothing was changed")
-        shutil.rmtree(out)
+    with rewritten(Path(out), MARKER, TOOL) as staging:
+        write_train(staging, rng, people, width, height, jpeg_only)
+        write_eval(staging, rng, eval_images, width, height, seed)
+    return out
+
+
+def write_train(out: Path, rng: np.random.Generator, people: int, width: int, height: int, jpeg_only: bool) -> None:
     images_dir = out / "train" / "images"
     images_dir.mkdir(parents=True)
     rows = []
@@ -114,6 +120,8 @@ def generate(out: Path, people: int = 120, eval_images: int = 300, width: int = 
     pd.DataFrame(rows).to_csv(out / "train" / "train.csv", index=False)
     (images_dir / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(64))
 
+
+def write_eval(out: Path, rng: np.random.Generator, eval_images: int, width: int, height: int, seed: int) -> None:
     eval_dir = out / "eval" / "images"
     eval_dir.mkdir(parents=True)
     answers = []
@@ -128,5 +136,3 @@ def generate(out: Path, people: int = 120, eval_images: int = 300, width: int = 
     pd.DataFrame({"ImageID": [a["ImageID"] for a in answers], "ans": 0}).to_csv(out / "eval" / "info.csv",
                                                                                  index=False)
     pd.DataFrame(answers).to_csv(out / "eval_answers.csv", index=False)
-    (out / MARKER).write_text("written by python -m harness.demo_data; rewriting this folder replaces it whole\n")
-    return out

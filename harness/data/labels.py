@@ -39,11 +39,12 @@ def mask_label(stem: str) -> int:
                         f"{', '.join(MASK_STEMS)}") from None
 
 
-def gender_label(gender: str) -> int:
+def gender_label(gender: str, where: str = "") -> int:
+    """where: the file and row it comes from, for the message."""
     try:
         return GENDERS[gender.strip().lower()]
     except (KeyError, AttributeError):
-        raise UserError(f"gender {gender!r} is not male or female") from None
+        raise UserError(f"{where + ': ' if where else ''}gender {gender!r} is not male or female") from None
 
 
 OLD_AGE = 60  # the contest's first age of the oldest class; validation always keeps it
@@ -67,6 +68,14 @@ def multi_label(mask: np.ndarray | int, gender: np.ndarray | int, age: np.ndarra
 def split_multi(multi: np.ndarray | int) -> tuple:
     """The inverse of multi_label: (mask, gender, age)."""
     return multi // 6, (multi // 3) % 2, multi % 3
+
+
+def task_marginal(probs: np.ndarray, task: str) -> np.ndarray:
+    """P(task = j) of 18-class probabilities (multi = mask*6 + gender*3 + age): the sum of the multi classes whose
+    `task` label is j."""
+    position = {"mask": 0, "gender": 1, "age": 2}[task]
+    of_class = split_multi(np.arange(probs.shape[1]))[position]
+    return probs @ np.eye(TASKS[task])[of_class]
 
 
 def csv_task(classification: str) -> str:

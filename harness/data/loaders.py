@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from torch.utils.data import DataLoader
 
-from harness.data.batches import DecodedImages, ImageSet, StartableLoader, make_loader
+from harness.data.batches import DecodedImages, ImageSet, JoinedImages, StartableLoader, make_loader
 from harness.data.image_cache import cached_images
 from harness.data.layouts import EvalSet, TrainSet
 from harness.data.transforms import TrainAugment
@@ -50,16 +50,28 @@ def image_source(root: Path, paths: Sequence[str], settings: LoaderSettings):
     return DecodedImages(root, paths, settings.img_size, settings.crop)
 
 
+@dataclass(frozen=True)
+class TrainingDraw:
+    """What the training loader draws from besides the split's own images: their training labels when they differ
+    from the validation labels (`--old_age`), sampling weights (`--sampler weighted`: one per drawn image, the
+    added ones included), eval images added to training with their labels (pseudo-labels), and whether a batch's
+    labels end with each image's index into the joined images (soft targets look their rows up by it)."""
+    labels: np.ndarray | None = None          # [N, heads] for every training-set image
+    weights: np.ndarray | None = None
+    added: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # eval positions
+    added_labels: np.ndarray | None = None    # [len(added), heads]
+    with_index: bool = False
+
+
 def build_loaders(train_set: TrainSet, eval_set: EvalSet | None, labels: np.ndarray, train_idx: np.ndarray,
-                  val_idx: np.ndarray, settings: LoaderSettings, train_labels: np.ndarray | None = None,
-                  sample_weights: np.ndarray | None = None) -> Loaders:
+                  val_idx: np.ndarray, settings: LoaderSettings, draw: TrainingDraw | None = None) -> Loaders:
     """labels: [N, heads] (or a vector for one head) for every image of train_set: the validation labels, and the
-    training labels unless train_labels (same shape: `--old_age`) differs. sample_weights: one per image of
-    train_idx, for a weighted sampler instead of the shuffle (`--sampler weighted`)."""
+    training labels unless draw.labels differs. Added eval images join the training draw only, never validation."""
+    draw = draw or TrainingDraw()
     labels = labels[:, None] if labels.ndim == 1 else labels
-    train_labels = labels if train_labels is None else train_labels[:, None] if train_labels.ndim == 1 \
-        else train_labels
+    train_labels = labels if draw.labels is None else draw.labels[:, None] if draw.labels.ndim == 1 else draw.labels
     images = image_source(train_set.root, train_set.paths, settings)
+    eval_images = image_source(eval_set.root, eval_set.image_ids, settings) if eval_set is not None else None
 
     def loader(dataset: ImageSet, shuffle: bool, batch_size: int, weights: np.ndarray | None = None
                ) -> StartableLoader:
@@ -68,14 +80,20 @@ def build_loaders(train_set: TrainSet, eval_set: EvalSet | None, labels: np.ndar
 
     # Prediction needs no gradients, so it can take bigger batches.
     eval_batch = settings.batch_size * 2
-    train = loader(ImageSet(images, train_idx, train_labels, TrainAugment(settings.seed)), True, settings.batch_size,
-                   sample_weights)
+    source, indices = images, train_idx
+    if len(draw.added):
+        source = JoinedImages(images, eval_images)
+        indices = np.concatenate([train_idx, len(images) + draw.added])
+        train_labels = np.concatenate([train_labels, np.full((len(eval_images), train_labels.shape[1]), -1)])
+        train_labels[len(images) + draw.added] = draw.added_labels
+    train = loader(ImageSet(source, indices, train_labels, TrainAugment(settings.seed), draw.with_index), True,
+                   settings.batch_size, draw.weights)
     val = loader(ImageSet(images, val_idx, labels), False, eval_batch) if len(val_idx) else None
     evaluation = None
-    if eval_set is not None:
-        eval_images = image_source(eval_set.root, eval_set.image_ids, settings)
+    if eval_images is not None:
         evaluation = loader(ImageSet(eval_images, np.arange(len(eval_set.image_ids)), None), False, eval_batch)
-    log.info("%d training and %d validation images (split by %s), %s eval images", len(train_idx), len(val_idx),
+    log.info("%d training%s and %d validation images (split by %s), %s eval images", len(train_idx),
+             f" (+{len(draw.added)} pseudo-labelled eval)" if len(draw.added) else "", len(val_idx),
              "person" if train_set.layout == "mask contest" else "image",
              len(eval_set.image_ids) if eval_set else "no")
     return Loaders(train=train, val=val, eval=evaluation,

@@ -27,10 +27,12 @@ What --out receives:
 Hidden files, names without an image extension, files the snapshot lacks (it leaves out files of 4 MiB and more
 and Git LFS content), images that do not decode, names without labels and byte-identical copies (the first copy
 is kept; copies under different labels are all dropped) are skipped and listed. The output is written beside
---out and renamed into place; a folder this tool wrote before is replaced whole, any other non-empty one refused."""
+--out: writing a folder this tool wrote before replaces its own files only (a file added there is kept), any
+other non-empty folder is refused."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -45,10 +47,11 @@ import pandas as pd
 from harness.data.labels import CLASS_NAMES, age_label, gender_label
 from harness.data.layouts import IMAGE_EXTENSIONS
 from harness.data.opencv import cv2
+from harness.data.owned_folder import rewritten
 from harness.errors import UserError
 
 PROG = "python -m harness.real_photos"
-MARKER = ".real-photos"  # marks a folder this tool wrote: only such a folder (or an empty one) is ever replaced
+MARKER = ".real-photos.json"  # the files this tool wrote there (harness/data/owned_folder.py): only those are replaced
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
 UTKFACE_NAME = re.compile(r"^(\d{1,3})_([01])_([0-4])_[^_]+$")  # age_gender_race_date, before the extension
 UTKFACE_RACES = ("White", "Black", "Asian", "Indian", "Others")
@@ -378,31 +381,6 @@ def write_classes(records: list[dict], classes: list[str], out: Path) -> pd.Data
 
 
 # ---------------------------------------------------------------------------------------------------- output folder
-def check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file: give a new or empty folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise UserError(f"{out} is not empty and is not a folder this tool wrote (no {MARKER} in it): give --out "
-                        f"a new or empty folder; nothing was changed")
-
-
-def partial_folder(out: Path) -> Path:
-    """A fresh folder beside `out` to write into (one left by an interrupted run is removed first)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.parent / f".{out.name}.partial"
-    if partial.exists():
-        shutil.rmtree(partial)
-    (partial / ".staging").mkdir(parents=True)
-    return partial
-
-
-def put_in_place(partial: Path, out: Path) -> None:
-    check_out(out)  # again: something may have appeared there meanwhile
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
-
-
 # ---------------------------------------------------------------------------------------------------- reporting
 def print_report(classes: pd.DataFrame, skipped: list[dict], out: Path) -> None:
     for label, name, train, held in classes[["label", "class", "train", "heldout"]].itertuples(index=False):
@@ -421,39 +399,35 @@ def print_report(classes: pd.DataFrame, skipped: list[dict], out: Path) -> None:
             print(f"    ... and {len(paths) - SHOWN_PER_REASON} more (all in {out / 'skipped.csv'})")
 
 
-def write_marker(out: Path, photo_set: PhotoSet, source: Path, commit: str, heldout: float, seed: int) -> None:
-    (out / MARKER).write_text(
-        f"written by {PROG}; rewriting this folder replaces it whole\n"
-        f"set: {photo_set.name} ({photo_set.origin})\nsource: {source}\ncommit: {commit or 'unknown'}\n"
-        f"heldout: {heldout}\nseed: {seed}\n")
+def write_origin(out: Path, photo_set: PhotoSet, source: Path, commit: str, heldout: float, seed: int) -> None:
+    (out / "origin.json").write_text(json.dumps({"set": photo_set.name, "origin": photo_set.origin,
+                                                 "source": str(source), "commit": commit or "unknown",
+                                                 "heldout": heldout, "seed": seed}, indent=2) + "\n")
 
 # ---------------------------------------------------------------------------------------------------- main
 def lay_out(source_path: Path, out: Path, set_name: str | None, heldout: float, seed: int) -> None:
-    check_out(out)
+    """The set written into `out`: a folder this tool wrote before has its own files replaced, and only those
+    (harness/data/owned_folder.py: a file the user added there is never touched)."""
     source = open_source(source_path)
-    partial = None
     try:
         photo_set, folder = find_set(source, set_name)
-        partial = partial_folder(out)
-        skipped: list[dict] = []
-        photos = read_photos(source, photo_set, folder, partial / ".staging", skipped)
-        commit = source.commit()
-        source.close()
-        photos = drop_copies(photos, skipped)
-        classes = number_classes(photos, photo_set)
-        if len({photo.label for photo in photos}) < 2:
-            raise UserError(f"{source_path}/{folder} holds {len(photos)} usable images in fewer than two classes: "
-                            f"nothing to classify; nothing was written")
-        labels = np.array([photo.label for photo in photos])
-        records = write_layout(photos, heldout_mask(labels, heldout, seed), photo_set, classes, partial)
-        table = write_classes(records, classes, partial)
-        pd.DataFrame(skipped, columns=["path", "reason"]).to_csv(partial / "skipped.csv", index=False)
-        shutil.rmtree(partial / ".staging")
-        write_marker(partial, photo_set, source_path, commit, heldout, seed)
-        put_in_place(partial, out)
+        with rewritten(out, MARKER, PROG) as partial:
+            skipped: list[dict] = []
+            (partial / ".photos").mkdir()
+            photos = read_photos(source, photo_set, folder, partial / ".photos", skipped)
+            commit = source.commit()
+            photos = drop_copies(photos, skipped)
+            classes = number_classes(photos, photo_set)
+            if len({photo.label for photo in photos}) < 2:
+                raise UserError(f"{source_path}/{folder} holds {len(photos)} usable images in fewer than two "
+                                f"classes: nothing to classify; nothing was written")
+            labels = np.array([photo.label for photo in photos])
+            records = write_layout(photos, heldout_mask(labels, heldout, seed), photo_set, classes, partial)
+            table = write_classes(records, classes, partial)
+            pd.DataFrame(skipped, columns=["path", "reason"]).to_csv(partial / "skipped.csv", index=False)
+            shutil.rmtree(partial / ".photos")
+            write_origin(partial, photo_set, source_path, commit, heldout, seed)
     finally:
         source.close()
-        if partial is not None and partial.exists():
-            shutil.rmtree(partial)
     print(f"wrote {photo_set.name} from {source_path}/{folder} (commit {commit[:12] or 'unknown'}) to {out}:")
     print_report(table, skipped, out)

@@ -50,6 +50,16 @@ def split_indices(groups: np.ndarray, group_strata: np.ndarray, ratio: float,
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
+MIN_TRAINING_IMAGES = 2  # BatchNorm cannot train on one image
+
+
+def check_training_images(count: int, images: int, what: str) -> None:
+    """One line when a split leaves fewer than MIN_TRAINING_IMAGES to train on (`what` says which setting did)."""
+    if count < MIN_TRAINING_IMAGES:
+        raise UserError(f"{what} leaves {count} of the data set's {images} images to train on: expected at least "
+                        f"{MIN_TRAINING_IMAGES}")
+
+
 def assign_folds(groups: np.ndarray, strata: np.ndarray, folds: int, seed: int = FOLD_SEED) -> np.ndarray:
     """Per image, its fold in 0..folds-1: grouped (every image of a group, a person, in one fold) and stratified on
     `strata` per image (the 18-class multi label, so the folds are the same people whatever the task), by

@@ -12,12 +12,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from harness.errors import UserError
+from harness.data.headers import image_size
+from harness.errors import UserError, one_line
 
 if TYPE_CHECKING:
     import albumentations as A
 
 log = logging.getLogger(__name__)
+# Decoded pixels an image may have: 64 Mpx (8192 x 8192, 192 MB decoded). A larger one, a decompression bomb or an
+# uncut panorama, is refused by its header before decoding: a 1 MB PNG can hold 20000 x 20000 pixels (1.2 GB).
+MAX_PIXELS = 2**26
 
 
 def is_truncated_jpeg(head: bytes, tail: bytes) -> bool:
@@ -44,9 +48,16 @@ def opencv() -> Any:
 
 def decode(path: str | os.PathLike) -> np.ndarray:
     """RGB uint8 HxWx3 (grey and RGBA images become RGB). A truncated JPEG still decodes (as OpenCV does), and a
-    warning names it."""
+    warning names it. An image of more than MAX_PIXELS is refused by its header, before decoding."""
+    size = image_size(path)
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise UserError(f"{path} is {size[0]}x{size[1]} pixels: more than the {MAX_PIXELS / 2**20:.0f} Mpx an image "
+                        f"may have (a decompression bomb, or a photo to shrink before training)")
     cv2 = opencv()
-    image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
+    except cv2.error as error:  # OpenCV's own limits (CV_IO_MAX_IMAGE_PIXELS) raise instead of returning None
+        raise UserError(f"{path} cannot be decoded as an image ({one_line(error)})") from None
     if image is None:
         raise UserError(f"{path} cannot be decoded as an image")
     if is_truncated_jpeg(*file_edges(path)):

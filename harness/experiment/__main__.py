@@ -14,7 +14,8 @@ from pathlib import Path
 from harness.cli import run_cli
 from harness.errors import UserError
 from harness.experiment.config import load_config, stage, trial_data_dir, with_overrides
-from harness.experiment.follower import DONE_EXPERIMENT, Follower, ensemble_hint, soft_csvs
+from harness.experiment.ending import DONE_EXPERIMENT, STALL_AFTER
+from harness.experiment.follower import Follower, ensemble_hint, soft_csvs
 from harness.experiment.nnictl import free_port, port_is_free, remove_failed_start, start, stop
 from harness.experiment.rest import NniRest
 
@@ -30,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_trials", type=int, help="overrides maxTrialNumber")
     parser.add_argument("--working_dir", type=Path, help="overrides experimentWorkingDirectory")
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds to wait for the end")
+    parser.add_argument("--stall_after", type=float, default=STALL_AFTER,
+                        help="seconds without a running trial, while trials remain, before saying the experiment "
+                             "stalled and what NNI's logs say of it (it is then still followed)")
     parser.add_argument("--cpu", action="store_true",
                         help="run a GPU config (config.yml, config.hyperband.yml, ...) on a machine without GPUs")
     parser.add_argument("--stop", action="store_true", help="stop the experiment (and its web UI) at the end")
@@ -47,6 +51,11 @@ def staged_config(args: argparse.Namespace) -> tuple[dict, Path]:
         trial_args = ["--data_dir", str(Path(args.data_dir).resolve())] + trial_args
     config = with_overrides(load_config(args.config), args.config.parent.resolve(), args.working_dir, trial_args,
                             args.max_trials, cpu=args.cpu)
+    code = Path(str(config.get("trialCodeDirectory", args.config.parent.resolve())))
+    if "trial.py" in config["trialCommand"] and not (code / "trial.py").is_file():
+        raise UserError(f"{args.config}: trialCodeDirectory resolves to {code}, which has no trial.py: a config "
+                        f"kept outside the checkout needs the checkout's absolute path there (and for a custom "
+                        f"tuner's codeDirectory)")
     if "experimentWorkingDirectory" not in config:
         raise UserError(f"{args.config} has no experimentWorkingDirectory: set it (e.g. nni_experiments) or pass "
                         f"--working_dir, so the run folders land beside NNI's own files")
@@ -81,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     rest = NniRest(port)
     try:
         status = Follower(rest, manager_log=working_dir / experiment_id / "log" / "nnimanager.log",
-                          runs_dir=working_dir / experiment_id).wait(args.timeout)
+                          runs_dir=working_dir / experiment_id, stall_after=args.stall_after).wait(args.timeout)
         succeeded = sum(trial.get("status") == "SUCCEEDED" for trial in rest.trials())
     except BaseException:
         if args.stop:

@@ -1,5 +1,6 @@
 """Following an experiment through NNI's REST API: each trial as it ends (with the parameters it really trained
-with and why NNI cancelled it), a heartbeat while trials run, and the end, bounded by a timeout."""
+with and why NNI cancelled it), a heartbeat while trials run, a stall and what NNI's logs say of it, and the end
+(harness/experiment/ending.py), bounded by a timeout."""
 from __future__ import annotations
 
 import re
@@ -11,27 +12,27 @@ from typing import Any
 
 from harness.data.labels import missing_tasks
 from harness.errors import UserError
-from harness.experiment.logs import cancel_reasons, read_text, tuner_failure
+from harness.experiment.ending import FINISHED_TRIAL, STALL_AFTER, Ending, StallWatch, all_ended
+from harness.experiment.logs import ASSESSOR_STOP, cancel_reasons, read_text, stall_evidence, tuner_failure
 from harness.experiment.rest import NniRest, final_default, metric_default, parameters_of
+from harness.experiment.stops import read_stops, stops_file
 from harness.outputs.reading import find_run_of_trial, run_task
 from harness.outputs.soft_csv import EVAL_NAME
 
-FINISHED_TRIAL = {"SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED"}
 CANCELLED = {"USER_CANCELED", "SYS_CANCELED"}
-FAILED_EXPERIMENT = {"ERROR", "STOPPED"}
-# NNI says DONE when the trial budget is spent; NO_MORE_TRIAL when a tuner has exhausted its space.
-DONE_EXPERIMENT = {"DONE", "NO_MORE_TRIAL", "TUNER_NO_MORE_TRIAL"}
 TRIAL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def describe(trial: dict[str, Any], reason: str | None = None, ran: dict[str, Any] | None = None) -> str:
     """One line for a trial that ended. `ran`: the parameters it trained with (its params.json), shown in place of
-    NNI's record, which names another trial's set when NNI 3.0 swapped the sets of trials started together."""
+    NNI's record. A trial of the local service trains the set NNI records for it (harness/experiment/runtime.py),
+    so they differ only where it could not read that record (its params.json says why), or on the remote
+    service with reuseMode false."""
     recorded = parameters_of(trial)
     params = recorded if ran is None else ran
     shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
     if ran is not None and ran != recorded:
-        shown += " (NNI's web UI shows another trial's parameters for it: see docs/nni-traps.md)"
+        shown += " (NNI's web UI shows another trial's parameters for it: see its params.json, nni_handout)"
     score = final_default(trial)
     status = str(trial.get("status"))
     if status in CANCELLED:
@@ -77,26 +78,37 @@ def heartbeat(trials: list[dict[str, Any]], metrics: list[dict[str, Any]], elaps
             + f", {ended} ended" + (f", {waiting} waiting" if waiting else ""))
 
 
+def stop_reasons(manager_log: Path | None) -> dict[str, str]:
+    """trial id -> why NNI cancelled it: the assessor's own record of its stops (its reason included), over what
+    nnimanager.log says."""
+    reasons = cancel_reasons(read_text(manager_log))
+    if manager_log is not None:
+        for trial, stop in read_stops(stops_file(manager_log.parent)).items():
+            reasons[trial] = f"{ASSESSOR_STOP}: {stop['reason']}"
+    return reasons
+
+
 class Follower:
     """Polls NNI until every trial has ended and NNI has nothing left to run (or the timeout)."""
 
     def __init__(self, rest: NniRest, echo: Callable[[str], None] = print, manager_log: Path | None = None,
-                 runs_dir: Path | None = None, heartbeat_every: float = 60.0, poll: float = 1.0) -> None:
+                 runs_dir: Path | None = None, heartbeat_every: float = 60.0, poll: float = 1.0,
+                 stall_after: float = STALL_AFTER) -> None:
         self.rest, self.echo, self.manager_log, self.runs_dir = rest, echo, manager_log, runs_dir
         self.heartbeat_every, self.poll = heartbeat_every, poll
         self.reported: set[str] = set()
+        self.ending, self.stall = Ending(), StallWatch(stall_after)
 
     def report_ended(self, trials: list[dict[str, Any]]) -> None:
         ended = [t for t in trials if t.get("status") in FINISHED_TRIAL and t["trialJobId"] not in self.reported]
-        reasons = cancel_reasons(read_text(self.manager_log)) if any(
-            t["status"] in CANCELLED for t in ended) else {}
+        reasons = stop_reasons(self.manager_log) if any(t["status"] in CANCELLED for t in ended) else {}
         for trial in ended:
             self.reported.add(trial["trialJobId"])
             self.echo(describe(trial, reasons.get(trial["trialJobId"]),
                                ran_parameters(self.runs_dir, trial["trialJobId"])))
 
     def check_tuner(self, trials: list[dict[str, Any]]) -> None:
-        if self.manager_log is None or not all(t.get("status") in FINISHED_TRIAL for t in trials):
+        if self.manager_log is None or not all_ended(trials):
             return
         dispatcher_log = self.manager_log.with_name("dispatcher.log")
         failure = tuner_failure(read_text(dispatcher_log))
@@ -104,19 +116,33 @@ class Follower:
             raise UserError(f"NNI's tuner stopped with {failure} ({dispatcher_log}): no further trial will start, "
                             f"so the experiment cannot end")
 
+    def check_stall(self, status: str | None, trials: list[dict[str, Any]]) -> None:
+        if not self.stall.stalled(status, trials, time.monotonic(),
+                                  lambda: "No parameters available" in read_text(self.manager_log)):
+            return
+        manager_log = read_text(self.manager_log)
+        dispatcher_log = read_text(self.manager_log.with_name("dispatcher.log")) if self.manager_log else ""
+        waiting = sum(t.get("status") in {"WAITING", "UNKNOWN"} for t in trials)
+        running = sum(t.get("status") == "RUNNING" for t in trials)
+        evidence = stall_evidence(manager_log, dispatcher_log) or [
+            "nothing in nnimanager.log or dispatcher.log explains it" if self.manager_log else "NNI's logs not read"]
+        self.echo(f"the experiment looks stalled: no trial has run for {self.stall.after / 60:.0f} min while NNI "
+                  f"says {status} ({waiting} waiting, {running} running). NNI's logs say:\n  "
+                  + "\n  ".join(evidence))
+
     def wait(self, timeout: float) -> str:
         """NNI's final experiment status; prints each trial as it ends and a heartbeat line now and then."""
         started = time.monotonic()
         deadline, next_beat = started + timeout, started + self.heartbeat_every
         while time.monotonic() < deadline:
+            trials = self.rest.trials()  # before the status: harness/experiment/ending.py says why
             status = self.rest.status().get("status")
-            trials = self.rest.trials()
             self.report_ended(trials)
-            if status in FAILED_EXPERIMENT:
-                return status
-            if status in DONE_EXPERIMENT and all(t.get("status") in FINISHED_TRIAL for t in trials):
-                return status
+            final = self.ending.final(status, trials, time.monotonic())
+            if final is not None:
+                return final
             self.check_tuner(trials)
+            self.check_stall(status, trials)
             if time.monotonic() >= next_beat:
                 self.echo(heartbeat(trials, self.rest.metrics(), time.monotonic() - started))
                 next_beat = time.monotonic() + self.heartbeat_every

@@ -9,12 +9,14 @@ so none of these string ids can ever have come from a previous experiment: they 
 
 NNI 3.0's TPE, fixed so that trials can run side by side (config.yml, config.demo.yml: trialConcurrency > 1).
 The local training service hands the parameter sets to the trials in the order the trials ask for one, not in the
-order the manager assigned them: two trials that start together can swap sets. Each trial reports its results
-with the id of the set it really got (params.json records it), but NNI tells the tuner that a trial ended with
-the id the manager assigned. TPE's trial_end then forgets the other trial's still running set, and when that
+order the manager assigned them: two trials that start together can swap sets. A trial that trains the set it
+got reports its results with that set's id, but NNI tells the tuner that it ended with the id the manager
+assigned. TPE's trial_end then forgets the other trial's still running set, and when that
 trial's final result arrives, `self._running_params.pop(parameter_id)` raises KeyError, the dispatcher dies and the
 experiment never ends (seen with 2 trials at once on the demo). Every set TPE generated stays in `self._params`,
-so the fixed tuner takes it from there.
+so the fixed tuner takes it from there. A trial now trains the set NNI records for it and reports under that id
+(harness/experiment/runtime.py), so both ids agree; this stays as a guard for a trial that could not read its
+record (and the remote service with reuseMode false, where it cannot).
 
 Loaded by NNI as custom tuners (`tuner: {codeDirectory: ., className: harness.tuners.Hyperband}`); BOHB imports
 ConfigSpace and statsmodels (pinned in requirements.txt) only when its class is used."""

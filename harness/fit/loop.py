@@ -9,6 +9,7 @@ here, epoch by epoch, with the techniques acting through hooks (harness/fit/hook
     the scheme's final result -> after_train"""
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +21,8 @@ from harness.fit.setup import Fit, FitSetup, Split
 from harness.outputs.records import epoch_record
 from harness.signals import StopSignal
 from harness.train.passes import TrainingDiverged
+
+log = logging.getLogger("trial")
 
 
 class EpochLoop:
@@ -57,6 +60,10 @@ class EpochLoop:
     def run(self) -> dict[str, Any] | None:
         """Trains every split; returns the final record (reported to NNI by the sinks), None when there is none."""
         done = self.resume()
+        removed = self.scheme.discard_unrecorded(done)
+        if removed:
+            log.warning("removed %s: soft CSVs of epochs that the run's records and checkpoint do not have (a kill "
+                        "between a dump and its checkpoint, or an earlier attempt of this trial)", ", ".join(removed))
         try:
             for split in self.scheme.splits(done):
                 self.train_split(split)

@@ -28,6 +28,20 @@ def resumed_run(run_dir: str) -> tuple[TrialParams, RunFolder, str, str]:
     return params, RunFolder.at(folder), str(ids[0]), str(ids[1])
 
 
+def check_same_data(folder: Path, fingerprint: str) -> None:
+    """A run that continues from its last.pt (--resume, or NNI re-running the trial) must read the data set it
+    started with: its validation split, its classes and its soft CSVs' rows depend on it (params.json's
+    data_fingerprint; a run folder without one predates it and is not checked)."""
+    if not (folder / LAST).is_file() or not (folder / PARAMS).is_file():
+        return
+    recorded = read_params(folder / PARAMS)
+    before = recorded.get("data_fingerprint")
+    if before is not None and before != fingerprint:
+        raise UserError(f"{folder}: its data set changed since the run started (data_fingerprint {before} in "
+                        f"{PARAMS}, {fingerprint} now): its validation split would differ; continue it on the data it "
+                        f"started with, or start a new run")
+
+
 def recorded_params(recorded: dict[str, Any], folder: Path, **overrides: Any) -> TrialParams:
     """The TrialParams a run folder's params.json describes, with `overrides` over them; a recorded value of the
     wrong type or out of range is a UserError naming the file."""

@@ -5,9 +5,10 @@ models/ is not imported here (harness/ never imports it): the caller passes the 
 model, `new_model()`."""
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -15,9 +16,9 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
-from harness.data.labels import csv_task
-from harness.data.layouts import EvalSet, TrainSet, load_eval, load_train
-from harness.data.loaders import Loaders, LoaderSettings, build_loaders
+from harness.data.labels import OLD_AGE, csv_task
+from harness.data.layouts import EvalSet, TrainSet, data_fingerprint, load_eval, load_train
+from harness.data.loaders import Loaders, LoaderSettings, TrainingDraw, build_loaders
 from harness.data.transforms import Normalizer
 from harness.outputs.progress import EpochProgress
 from harness.params import TrialParams
@@ -32,6 +33,7 @@ from harness.train.optim import create_optimizer, create_scheduler
 from harness.train.passes import Prediction, TrainResult, TrainStep, train_one_epoch
 from harness.train.precision import Precision, resolve_device, resolve_precision, seed_everything, set_cpu_threads
 from harness.train.predictor import Predictor
+from harness.train.targets import SoftTargets, TrainingTargets, training_targets
 
 log = logging.getLogger("trial")
 
@@ -45,21 +47,56 @@ class TrialData:
     heads: dict[str, int]    # task -> classes, in the model's order
     labels: np.ndarray       # [N, heads]: validation labels (the contest's rules)
     train_labels: np.ndarray  # [N, heads]: training labels (--old_age moves the 60+ class's first age)
+    targets: TrainingTargets | None = None  # soft targets and pseudo-labelled eval images
+    ignored: dict[str, str] = field(default_factory=dict)  # parameters this data set cannot use, and why
+
+    def drawn_labels(self, train_idx: np.ndarray) -> np.ndarray:
+        """[drawn images, heads]: the training labels of a split's draw, pseudo-labelled eval images included."""
+        own = self.train_labels[train_idx]
+        return own if self.targets is None else np.concatenate([own, self.targets.added_labels])
 
     @property
     def num_classes(self) -> int:
         """Columns of the run's soft CSVs."""
         return self.train_set.num_classes(csv_task(self.task))
 
+    def describe(self) -> dict[str, Any]:
+        """params.json's keys about the data: its classes, heads, layout and fingerprint, the training targets
+        beyond the labels, and the parameters it could not use."""
+        return {"num_classes": self.num_classes, "class_names": self.train_set.class_names[csv_task(self.task)],
+                "heads": self.heads, "data_layout": self.train_set.layout, "data_fingerprint": self.fingerprint,
+                **({"training_targets": self.targets.summary} if self.targets else {}),
+                **({"ignored": self.ignored} if self.ignored else {})}
 
-def load_data(params: TrialParams) -> TrialData:
-    """Everything that can fail on the user's data fails here, before anything is written or decoded."""
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """What the split and the soft CSVs' rows depend on (params.json's data_fingerprint)."""
+        return data_fingerprint(self.train_set, self.eval_set)
+
+
+def usable(params: TrialParams, train_set: TrainSet) -> tuple[TrialParams, dict[str, str]]:
+    """The parameters with those this data set cannot use put back to their neutral value, and why (params.json's
+    'ignored'): a search space copied from the mask contest's still runs on a single-label set."""
+    if params.old_age != OLD_AGE and train_set.ages is None:
+        why = f"old_age {params.old_age} needs ages, and this {train_set.layout} data set has none: trained with 60"
+        log.warning("%s", why)
+        return replace(params, old_age=OLD_AGE), {"old_age": why}
+    return params, {}
+
+
+def load_data(params: TrialParams) -> tuple[TrialParams, TrialData]:
+    """Everything that can fail on the user's data fails here, before anything is written or decoded. Returns the
+    parameters the run really trains with (see `usable`) and the data."""
     task = params.classification  # the search-space key 'classification' names the task
-    train_set, eval_set = load_train(params.data_dir), load_eval(params.data_dir)
+    train_set = load_train(params.data_dir, params.allow_outside_links)
+    eval_set = load_eval(params.data_dir, params.allow_outside_links)
+    params, ignored = usable(params, train_set)
+    heads = train_set.heads(task)
     # --old_age moves the 60+ class's first age in the training labels only: validation keeps the contest's rule,
     # so validation scores (and the validation CSVs' labels) stay comparable across trials.
-    return TrialData(task, train_set, eval_set, train_set.heads(task), train_set.head_labels(task),
-                     train_set.head_labels(task, params.old_age))
+    train_labels = train_set.head_labels(task, params.old_age)
+    return params, TrialData(task, train_set, eval_set, heads, train_set.head_labels(task), train_labels,
+                             training_targets(params, train_set, eval_set, heads, train_labels), ignored)
 
 
 @dataclass(frozen=True)
@@ -109,7 +146,7 @@ class Fit:
     scaler: torch.amp.GradScaler | None
     loaders: Loaders
     predictor: Predictor
-    mix: BatchMixer | None
+    mix: BatchMixer | SoftTargets | None
 
     @property
     def average(self) -> WeightAverage | None:
@@ -161,25 +198,38 @@ class FitSetup:
 
     def loaders(self, train_idx: np.ndarray, val_idx: np.ndarray, **changes: Any) -> Loaders:
         """The loaders of one split; --sampler weighted draws by its training labels."""
-        data = self.data
-        weights = sample_weights(data.train_labels[train_idx]) if self.params.sampler == "weighted" else None
+        data, targets = self.data, self.data.targets
+        weights = sample_weights(data.drawn_labels(train_idx)) if self.params.sampler == "weighted" else None
+        draw = TrainingDraw(labels=data.train_labels, weights=weights)
+        if targets is not None:
+            draw = replace(draw, added=targets.added, added_labels=targets.added_labels,
+                           with_index=targets.soft is not None)
         return build_loaders(data.train_set, data.eval_set, data.labels, train_idx, val_idx,
-                             loader_settings(self.params, self.machine.device, **changes),
-                             train_labels=data.train_labels, sample_weights=weights)
+                             loader_settings(self.params, self.machine.device, **changes), draw)
 
     def on_device(self, model: nn.Module) -> nn.Module:
         return model.to(self.machine.device, memory_format=self.machine.precision.memory_format)
 
     def predictor(self, model: nn.Module, tta: str | None = None, average: WeightAverage | None = None) -> Predictor:
         return Predictor(model, self.data.heads, self.normalize, self.machine.precision,
-                         self.params.tta if tta is None else tta, average)
+                         self.params.tta if tta is None else tta, average, self.params.tta_merge)
 
     def criteria(self, train_idx: np.ndarray) -> dict[str, nn.Module]:
         """One loss per head; --class_weights from the split's training labels (after --old_age)."""
-        labels = self.data.train_labels
-        return {name: create_loss(self.params.criterion, classes, class_weights(
-            labels[train_idx, h], classes, self.params.class_weights)).to(self.machine.device)
+        labels, params = self.data.drawn_labels(train_idx), self.params
+        return {name: create_loss(params.criterion, classes, class_weights(
+            labels[:, h], classes, params.class_weights), params.loss_weights).to(self.machine.device)
             for h, (name, classes) in enumerate(self.data.heads.items())}
+
+    def mix(self) -> BatchMixer | SoftTargets | None:
+        """What a training step does to a batch's targets: soft targets (then mixed), or MixUp/CutMix alone."""
+        params, targets = self.params, self.data.targets
+        mixer = BatchMixer(self.data.heads, params.mixup, params.cutmix, params.mix_prob) \
+            if mixing_enabled(params.mixup, params.cutmix, params.mix_prob) else None
+        soft = targets.batch_targets(self.machine.device) if targets is not None else None
+        if soft is not None:
+            soft.mixer = mixer
+        return soft or mixer
 
     def fit(self, split: Split) -> Fit:
         """A split's fit: its loaders, and for a split that starts afresh its training workers, so that they prepare
@@ -193,14 +243,12 @@ class FitSetup:
         seed_everything(params.seed)  # after the loaders: building the image cache draws from torch's generator
         model = self.on_device(self.new_model())
         optimizer = create_optimizer(params.optimizer, model.parameters(), params.lr, params.weight_decay,
-                                     params.momentum, params.fused_optimizer)
+                                     params.momentum, params.fused_optimizer, params.sam_base, params.sam_rho)
         average = WeightAverage(model, params.ema_decay) if ema_enabled(params.ema_decay) else None
         if wants_compile(params.compile, params.epochs):  # after the average's copy: it stays a plain module
             log.info("torch.compile (--compile %s, %d epochs): the model compiles at its first step and its first "
                      "validation", params.compile, params.epochs)
             compile_model(model)
-        mix = BatchMixer(self.data.heads, params.mixup, params.cutmix, params.mix_prob) \
-            if mixing_enabled(params.mixup, params.cutmix, params.mix_prob) else None
         return Fit(split, self.data.heads, model, self.criteria(split.train_idx), optimizer,
                    create_scheduler(params.scheduler, optimizer, params.epochs),
-                   self.machine.precision.grad_scaler(), loaders, self.predictor(model, average=average), mix)
+                   self.machine.precision.grad_scaler(), loaders, self.predictor(model, average=average), self.mix())

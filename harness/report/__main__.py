@@ -1,4 +1,5 @@
-"""python -m harness.report EXPERIMENT_DIR [-o OUTPUT] [--select] [--metric val_acc|val_f1]
+"""python -m harness.report EXPERIMENT_DIR [-o OUTPUT] [--metric val_acc|val_f1] [--select]
+                             [--select_metric macro_f1|accuracy]
 
 Writes one self-contained HTML page about an experiment's trials (pictures embedded), and the same pictures as
 PNGs in a figures/ folder beside it. Default: EXPERIMENT_DIR/report/report.html. Nothing is written inside a run
@@ -15,6 +16,7 @@ from pathlib import Path
 from harness.atomic import atomic_open
 from harness.cli import run_cli
 from harness.errors import UserError
+from harness.metrics import DEFAULT_SELECTION_METRIC, SELECTION_METRICS
 from harness.outputs.reading import PARAMS
 from harness.report.runs import METRIC_NAMES, hyperparameters, read_experiment, tasks
 
@@ -45,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "trial.py's default)")
     parser.add_argument("--select", action="store_true",
                         help="add the ensemble's choice: what `python -m ensemble --from EXPERIMENT_DIR --select` "
-                             "picks per task on the validation CSVs (accuracy for val_acc, macro_f1 for val_f1)")
+                             "picks per task on the validation CSVs (Caruana's selection, by --select_metric)")
+    parser.add_argument("--select_metric", choices=tuple(SELECTION_METRICS), default=DEFAULT_SELECTION_METRIC,
+                        help=f"the validation score --select maximises: the names and default "
+                             f"({DEFAULT_SELECTION_METRIC}) of the ensemble's --metric"),
     parser.add_argument("--rounds", type=positive_int, default=25, metavar="N",
                         help="selection rounds for --select (default 25, as the ensemble's)")
     return parser
@@ -87,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.select:
         from harness.report.selection import select  # the ensemble package, only when asked for
 
-        selections = select([run.folder for run in experiment.runs], args.metric, args.rounds)
+        selections = select([run.folder for run in experiment.runs], args.select_metric, args.rounds)
 
     from harness.report.figures import all_pictures  # matplotlib: only once the inputs were read
     from harness.report.page import render

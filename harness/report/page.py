@@ -45,8 +45,10 @@ code { font-size: 13px; }
 
 MEMBERS_SHOWN = 15  # per task, before the rest is folded away
 
-STATUS_NOTE = ("Status: <b>succeeded</b>, every planned epoch recorded; <b>stopped at epoch N</b>, stopped by a "
-               "signal (NNI's assessor, <code>nnictl stop</code>) after epoch N, from its stopped.json; "
+STATUS_NOTE = ("Status: <b>succeeded</b>, every planned epoch recorded; <b>stopped by the assessor at epoch N</b>, "
+               "the experiment's assessor stopped it after epoch N (its stopped.json, or the assessor's "
+               "log/assessor_stops.jsonl; NNI's web UI shows such a trial as USER_CANCELED); <b>stopped at epoch "
+               "N</b>, stopped by another signal (<code>nnictl stop</code>, the web UI, a user) after epoch N; "
                "<b>running/incomplete</b>, fewer epochs than planned and not stopped (still training, crashed or "
                "diverged); <b>failed before first epoch</b>, no epoch recorded (or, while the experiment runs, "
                "still in its first epoch).")
@@ -209,9 +211,11 @@ def members_section(experiment: Experiment, metric: str) -> str:
 
 
 def selection_section(selections: Sequence[Any], pictures: Mapping[str, Picture | None], folder: str) -> str:
-    parts = ["<h2>Ensemble selection (--select)</h2><p>What <code>python -m ensemble --from … --select</code> "
-             "chooses: greedy forward selection with replacement on the validation CSVs, per task; multi members "
-             "vote through their marginals.</p>"]
+    metric = escape(selections[0].metric) if selections else ""
+    parts = ["<h2>Ensemble selection (--select)</h2><p>What <code>python -m ensemble --from … --select --metric "
+             f"{metric}</code> chooses: greedy forward selection with replacement on the validation CSVs, per task, "
+             f"by validation <b>{metric}</b> (<code>--select_metric</code>); multi members vote through their "
+             "marginals.</p>"]
     headers = [("member", ""), ("its task", ""), ("picks", "num"), ("weight", "num")]
     for chosen in selections:
         parts.append(f"<h3>{escape(chosen.task)}: ensemble {escape(chosen.metric)} {chosen.score:.4f}, best single "
@@ -230,8 +234,8 @@ def selection_section(selections: Sequence[Any], pictures: Mapping[str, Picture 
 
 def summary(experiment: Experiment, metric: str) -> str:
     counts = Counter(status(run).split(" at ")[0] for run in experiment.runs)
-    parts = [f"{counts[name]} {name}" for name in ("succeeded", "stopped", "running/incomplete",
-                                                    "failed before first epoch") if counts[name]]
+    parts = [f"{counts[name]} {name}" for name in ("succeeded", "stopped by the assessor", "stopped",
+                                                    "running/incomplete", "failed before first epoch") if counts[name]]
     text = f"{len(experiment.runs)} trials: {', '.join(parts)}"
     if experiment.skipped:
         text += f"; {len(experiment.skipped)} run folder{'s' if len(experiment.skipped) > 1 else ''} skipped"

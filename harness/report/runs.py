@@ -5,6 +5,7 @@ A run folder that cannot be read is skipped with one line naming the file and wh
 folder itself must exist and hold at least one readable run."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,14 +14,15 @@ from typing import Any
 
 from harness.data.labels import CLASSIFICATIONS
 from harness.errors import UserError
+from harness.experiment.stops import read_stops, stops_file
 from harness.outputs.reading import PARAMS, Run, best_record, read_run
 
 METRIC_NAMES = ("val_acc", "val_f1")
 # params.json keys that describe the run rather than choose how it trains: never shown as hyperparameters.
 BOOKKEEPING = frozenset({
     "classification", "data_dir", "output_dir", "cache_dir", "weights", "device", "resume", "experiment_id",
-    "trial_id", "parameter_id", "nni_parameter_set", "nni_parameters", "num_classes", "class_names", "data_layout",
-    "argv", "heads", "validation"})
+    "trial_id", "parameter_id", "nni_parameter_set", "nni_parameters", "nni_handout", "num_classes", "class_names",
+    "data_layout", "argv", "heads", "validation"})
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,12 @@ def run_folders(path: Path) -> list[Path]:
 
 def read_experiment(path: Path) -> Experiment:
     runs, skipped = [], []
+    # The assessor's own record of its stops, in NNI's log folder beside the run folders (the shipped configs put
+    # both under experimentWorkingDirectory/<id>): it names a stop whose trial could not write so in stopped.json.
+    assessor_stops = read_stops(stops_file(path / "log"))
     for folder in run_folders(path):
         try:
-            runs.append(read_run(folder))
+            runs.append(with_assessor_stop(read_run(folder), assessor_stops))
         except UserError as error:
             skipped.append(f"skipped {folder.name}: {error}")
     if not runs:
@@ -59,11 +64,24 @@ def read_experiment(path: Path) -> Experiment:
     return Experiment(path, tuple(runs), tuple(skipped))
 
 
+def with_assessor_stop(run: Run, assessor_stops: dict[str, dict[str, Any]]) -> Run:
+    if run.stopped is None or run.stopped.get("stopped_by") == "assessor" or run.trial_id not in assessor_stops:
+        return run
+    return dataclasses.replace(run, stopped={**run.stopped, "stopped_by": "assessor"})
+
+
+def stopped_by_assessor(run: Run) -> bool:
+    return run.stopped is not None and run.stopped.get("stopped_by") == "assessor"
+
+
 def status(run: Run) -> str:
-    """'succeeded' (every planned epoch recorded), 'stopped at epoch N (SIGTERM)' (stopped.json), 'running/
-    incomplete' (some epochs: still training, crashed, or diverged), 'failed before first epoch' (none yet)."""
+    """'succeeded' (every planned epoch recorded), 'stopped by the assessor at epoch N' or 'stopped at epoch N
+    (SIGTERM)' (stopped.json), 'running/incomplete' (some epochs: still training, crashed, or diverged), 'failed
+    before first epoch' (none yet)."""
     if run.stopped is not None:
         epoch = run.stopped.get("last_completed_epoch", run.records[-1]["epoch"] if run.records else 0)
+        if stopped_by_assessor(run):
+            return f"stopped by the assessor at epoch {epoch}"
         return f"stopped at epoch {epoch} ({run.stopped.get('signal', 'signal unknown')})"
     if not run.records:
         return "failed before first epoch"

@@ -18,9 +18,6 @@ from ensemble.selection import select_ensemble
 from ensemble.tasks import ALL_TASKS, MULTI, vote_plan
 from harness.errors import UserError
 
-# The report's --metric (metrics.jsonl's names) -> the ensemble's --metric.
-ENSEMBLE_METRIC = {"val_acc": "accuracy", "val_f1": "macro_f1"}
-
 
 @dataclass(frozen=True)
 class Chosen:
@@ -45,8 +42,8 @@ class TaskSelection:
 
 def select(run_folders: Sequence[Path], metric: str, rounds: int = 25) -> list[TaskSelection]:
     """Per task, the ensemble's greedy selection on the validation CSVs of the given run folders (arithmetic
-    mean, as `python -m ensemble --select` by default). A problem is the ensemble's UserError, prefixed '--select'."""
-    ensemble_metric = ENSEMBLE_METRIC[metric]
+    mean, as `python -m ensemble --select` by default), by `metric`, a name of the ensemble's --metric. A problem is
+    the ensemble's UserError, prefixed '--select'."""
     try:
         members = gather(run_folders)
         if not members:
@@ -58,10 +55,10 @@ def select(run_folders: Sequence[Path], metric: str, rounds: int = 25) -> list[T
         selections = []
         for task, voters in plan.items():
             probs, labels = library.valid_votes(voters, task)
-            chosen = select_ensemble(probs, labels, rounds, ensemble_metric)
+            chosen = select_ensemble(probs, labels, rounds, metric)
             order = sorted((i for i in range(len(voters)) if chosen.counts[i]), key=lambda i: -chosen.counts[i])
             selections.append(TaskSelection(
-                task=task, metric=ensemble_metric, score=chosen.score,
+                task=task, metric=metric, score=chosen.score,
                 best_single=float(chosen.single_scores.max()), best_single_name=voters[chosen.best_single].name,
                 candidates=len(voters), rounds=chosen.rounds,
                 chosen=tuple(Chosen(voters[i].path.parent.name, voters[i].path.name, voters[i].task,

@@ -17,7 +17,7 @@ import pickle
 import random
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import torch
@@ -86,9 +86,35 @@ def restore_rng_states(loader: DataLoader, states: dict[str, Any]) -> None:
         part.py_random.setstate(py_random)
 
 
+class RecordingWriter:
+    """A file's write and flush for torch.save, keeping the first OSError: torch's zip writer swallows it and
+    reports 'unexpected pos' instead, which would hide a full disk."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle, self.error = handle, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
 def save(data: dict[str, Any], path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(data, tmp)
+    """Written whole or not at all; a full disk is one line (DiskFull, from atomic_path) and the previous file
+    stays."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        writer = RecordingWriter(handle)
+        try:
+            torch.save(data, writer)
+        except RuntimeError:
+            if writer.error is None:
+                raise
+            raise writer.error from None
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -105,11 +131,34 @@ def load(path: Path) -> dict[str, Any]:
     return data
 
 
-def checked_format(data: dict[str, Any], path: Path) -> dict[str, Any]:
+# What each checkpoint holds at its top level, by type: anything else is refused with one line naming the file.
+LAST_KEYS = {"step": int, "records": list, "fit": dict, "hooks": dict}
+BEST_KEYS = {"epoch": int, "model": dict}
+
+
+def checked_keys(data: dict[str, Any], path: Path, kinds: dict[str, type]) -> dict[str, Any]:
+    for key, kind in kinds.items():
+        value = data.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise UserError(f"{path}: {key!r} is {type(value).__name__}, expected {kind.__name__} (the file is "
+                            f"damaged or not a checkpoint of this harness)")
+    return data
+
+
+def checked_format(data: dict[str, Any], path: Path, kinds: dict[str, type] | None = None) -> dict[str, Any]:
     if data.get("format") != FORMAT:
         raise UserError(f"{path} was written by another version of the harness (checkpoint format "
                         f"{data.get('format', 1)!r}, this one reads {FORMAT}): resume it with that version")
-    return data
+    return checked_keys(data, path, kinds or {})
+
+
+def restored(path: Path, what: str, restore: Any, *args: Any) -> None:
+    """restore(*args) (a load_state_dict), with a checkpoint that does not fit this run as one line naming the
+    file: torch's 'size mismatch for fc.weight' when the classes or the model differ."""
+    try:
+        restore(*args)
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{path} does not fit {what} ({type(error).__name__}: {one_line(error)})") from None
 
 
 def is_better(record: dict[str, Any], best: float | None, key: str) -> bool:
@@ -134,15 +183,18 @@ class Checkpoint(Hook):
 
     def read_last(self) -> dict[str, Any] | None:
         """last.pt's contents when the run folder has one (a kill or `nnictl resume`); the loop continues after it."""
-        self.resumed = checked_format(load(self.last), self.last) if self.last.is_file() else None
+        self.resumed = checked_format(load(self.last), self.last, LAST_KEYS) if self.last.is_file() else None
         return self.resumed
 
     def before_split(self) -> None:
         fit, data = self.loop.fit, self.resumed
         if data is None or fit.split.first_epoch == 1:
             return  # a fresh split: nothing to restore
-        fit.load_state_dict(data["fit"])
-        self.loop.load_hook_states(data["hooks"])
+        params = getattr(self.loop.setup, "params", None)  # a loop without a setup: the hooks' own tests
+        model = params.model if params else type(fit.model).__name__
+        what = f"this run's {model} with heads {fit.heads}: another model's or another data set's checkpoint"
+        restored(self.last, what, fit.load_state_dict, data["fit"])
+        restored(self.last, what, self.loop.load_hook_states, data["hooks"])
         self.run.clear_stop()
         self.run.write_metrics(self.loop.records)  # one line per completed step, whatever a kill left
         log.info("resumed after step %d from %s", data["step"], self.last)
@@ -171,9 +223,13 @@ def weights_for_prediction(folder: Path) -> tuple[dict[str, Any], int]:
     for name in (BEST, LAST):
         path = Path(folder) / name
         if path.is_file():
-            data = checked_format(load(path), path)
+            data = checked_format(load(path), path, BEST_KEYS if name == BEST else LAST_KEYS)
             weights = data if name == BEST else data["fit"]
             epoch = data["epoch"] if name == BEST else data["step"]
             average = weights.get("average")
-            return (average["weights"] if average else weights["model"]), epoch
+            try:
+                return (average["weights"] if average else weights["model"]), epoch
+            except (KeyError, TypeError):
+                raise UserError(f"{path}: no model weights in it (the file is damaged or not a checkpoint of this "
+                                f"harness)") from None
     raise UserError(f"{folder} holds no checkpoint ({BEST} or {LAST}): run the trial with --checkpoint best or last")

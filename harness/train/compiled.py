@@ -3,15 +3,16 @@ activations, their gradients) into generated kernels around oneDNN's convolution
 
 It costs a compilation before the first step (the training graph) and before the first validation (the eval
 graph), paid once per process: inductor's cache on disk makes a later trial of the same model and sizes compile
-much faster. `auto` compiles only trials of at least COMPILE_FROM_EPOCHS epochs, where the faster epochs have paid
-for the compilation (docs/speed.md, "torch.compile"); short trials (the tests', the demo's) never compile.
-nn.Module.compile compiles in place, so the weights' names (checkpoints, resume, PBT, predict.py) do not change."""
+much faster. `auto` compiles only trials of at least COMPILE_FROM_EPOCHS epochs, so that short trials (the tests',
+the demo's) never compile. The default is `off` until the gain is measured (docs/speed.md, "Speed flags not yet
+measured"). nn.Module.compile compiles in place, so the weights' names (checkpoints, resume, PBT, predict.py) do
+not change."""
 from __future__ import annotations
 
 from torch import nn
 
 COMPILE_MODES = ("auto", "on", "off")
-# Measured on the 2-core CPU of docs/speed.md; a GPU trial takes the same rule.
+# Not measured yet: a first guess at the epochs that pay for the compilation (benchmarks.trial_speed options).
 COMPILE_FROM_EPOCHS = 10
 
 

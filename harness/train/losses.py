@@ -1,6 +1,7 @@
 """Losses keyed by the search space's criterion names. Each takes (logits [B, K], targets) -> scalar, where targets
 are class indices [B] or probabilities [B, K] (MixUp/CutMix's mixed targets, harness/train/mixing.py); a model with
-several heads gets one per head (trial.py sums them).
+several heads gets one per head (trial.py sums them). A criterion may mix several: `focal+f1` with `--loss_weights
+0.6,0.4` is 0.6 focal + 0.4 F1, one criterion per head.
 
 Every loss takes optional per-class weights (`--class_weights`, harness/train/class_balance.py). A one-hot target
 gives exactly the value of its hard label, weights included (tests/test_losses.py), so a batch that MixUp leaves
@@ -10,6 +11,7 @@ sum_i sum_k w_k t_ik (t the target before smoothing), which for hard labels is t
 loss keeps its scale whatever the weights and the lr needs no retuning."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -116,14 +118,58 @@ LOSSES: dict[str, LossFactory] = {
 }
 
 
-def create_loss(name: str, num_classes: int, weight: Sequence[float] | torch.Tensor | None = None) -> nn.Module:
-    """weight: one number per class (None: every class counts alike)."""
+MIX = "+"  # 'focal+f1': a weighted sum of registry losses (--loss_weights)
+
+
+class LossMix(nn.Module):
+    """A weighted sum of losses, each given the same logits and targets (class weights and probability targets
+    reach every part)."""
+
+    def __init__(self, parts: Sequence[nn.Module], weights: Sequence[float]) -> None:
+        super().__init__()
+        if len(parts) != len(weights) or not parts:
+            raise ValueError("a loss mix needs one weight per part and at least one part")
+        self.parts = nn.ModuleList(parts)
+        self.weights = tuple(float(w) for w in weights)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return sum(w * part(logits, targets) for w, part in zip(self.weights, self.parts))
+
+
+def loss_mix(criterion: str, loss_weights: str = "") -> tuple[list[str], list[float]]:
+    """'focal+f1', '0.6,0.4' -> (['focal', 'f1'], [0.6, 0.4]): the registry names and their weights, scaled to sum
+    to 1 (so the loss keeps its scale, and 3,2 means 0.6,0.4); equal weights when loss_weights is empty."""
+    parts = criterion.split(MIX)
+    unknown = next((part for part in parts if part not in LOSSES), None)
+    if unknown is not None:
+        raise UserError(f"unknown criterion {unknown!r}{f' in {criterion!r}' if len(parts) > 1 else ''}: expected "
+                        f"one of {', '.join(LOSSES)}, or several joined by '{MIX}' (e.g. focal{MIX}f1)")
+    if len(set(parts)) < len(parts):
+        raise UserError(f"criterion {criterion!r} names a loss twice: give each part once and weigh it with "
+                        f"--loss_weights")
+    if not loss_weights.strip():
+        return parts, [1 / len(parts)] * len(parts)
     try:
-        factory = LOSSES[name]
-    except KeyError:
-        raise UserError(f"unknown criterion {name!r}: expected one of {', '.join(LOSSES)}") from None
+        weights = [float(text) for text in loss_weights.split(",")]
+    except ValueError:
+        raise UserError(f"loss_weights {loss_weights!r}: expected comma-separated numbers, e.g. 0.6,0.4") from None
+    if len(weights) != len(parts):
+        raise UserError(f"loss_weights {loss_weights!r} has {len(weights)} weight{'s' * (len(weights) > 1)} for the "
+                        f"{len(parts)} part{'s' * (len(parts) > 1)} of criterion {criterion!r}: give one per part")
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or not sum(weights) > 0:
+        raise UserError(f"loss_weights {loss_weights!r}: weights must be finite, 0 or more, and not all 0")
+    return parts, [w / sum(weights) for w in weights]
+
+
+def create_loss(name: str, num_classes: int, weight: Sequence[float] | torch.Tensor | None = None,
+                loss_weights: str = "") -> nn.Module:
+    """name: a LOSSES key, or several joined by '+' and weighted by loss_weights ('0.6,0.4'; empty: equal).
+    weight: one number per class (None: every class counts alike)."""
+    parts, weights = loss_mix(name, loss_weights)
     if weight is not None:
         weight = torch.as_tensor(weight, dtype=torch.float32)
         if len(weight) != num_classes:
             raise ValueError(f"{len(weight)} class weights for {num_classes} classes")
-    return factory(num_classes, weight)
+    if len(parts) == 1:
+        return LOSSES[parts[0]](num_classes, weight)
+    return LossMix([LOSSES[part](num_classes, weight) for part in parts], weights)

@@ -72,3 +72,18 @@ class BatchMixer:
             # timm mixes the view in place: the batch's own first `even` images and their targets.
             _, joint[:even] = self.mix(images[:even], joint_labels(targets[:even], self.heads))
         return images, head_marginals(joint, self.heads)
+
+    def mix_probabilities(self, images: torch.Tensor, targets: dict[str, torch.Tensor]
+                          ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Soft targets mixed with the images: each head's rows lam * t_i + (1 - lam) * t_{B-1-i}, lam drawn and
+        applied to the images by timm as for hard labels (its batch mode: one lam per batch)."""
+        even = mixable(len(images))
+        if not even:
+            return images, targets
+        lam = self.mix._mix_batch(images[:even])  # timm's own draw and image mixing, without its one-hot targets
+        mixed = {}
+        for task, rows in targets.items():
+            rows = rows.clone()
+            rows[:even] = lam * rows[:even] + (1 - lam) * rows[:even].flip(0)
+            mixed[task] = rows
+        return images, mixed

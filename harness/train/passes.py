@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from harness.errors import UserError
 from harness.train.mixing import dominant_labels
+from harness.train.optim import needs_closure
 from harness.train.precision import Precision
 
 Heads = Mapping[str, int]  # task -> classes, in the model's order (models/registry.py describes the contract)
@@ -80,15 +83,58 @@ class TrainStep:
     after_step: Callable[[nn.Module], None] | None = None
 
 
+def _batch_loss(model: nn.Module, inputs: torch.Tensor, goal: torch.Tensor | Mapping[str, torch.Tensor],
+                step: TrainStep) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The batch's logits per head and its loss, under the step's autocast."""
+    with step.precision.autocast():
+        logits = head_logits(model(inputs), step.heads)
+        return logits, _heads_loss(logits, goal, step.criteria)
+
+
+def _optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None, loss: torch.Tensor,
+                    again: Callable[[], torch.Tensor]) -> None:
+    """The batch's backward and one optimiser step (fp16: through the grad scaler). An optimiser that needs the
+    batch's loss at other weights (SAM, harness/train/sam.py) gets a closure that runs `again` (the same batch's
+    forward) and its backward, and the scaler to unscale with."""
+    def backward(value: torch.Tensor) -> torch.Tensor:
+        (scaler.scale(value) if scaler is not None else value).backward()
+        return value
+
+    backward(loss)
+    if needs_closure(optimizer):
+        optimizer.step(lambda: backward(again()), grad_scaler=scaler)
+    elif scaler is not None:
+        scaler.step(optimizer)
+    else:
+        optimizer.step()
+    if scaler is not None:
+        scaler.update()
+
+
+def _frozen_stats_loss(model: nn.Module, forward: Callable[[], tuple[Any, torch.Tensor]]) -> torch.Tensor:
+    """The loss of a second evaluation of the batch, with batch norm's running statistics (and its batch count)
+    left as they are: they move once per step, in the first pass. Momentum 0 keeps the statistics; with no batch
+    count the layer does not add to it (torch's and timm's batch norms both skip it when it is None)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.training
+             and m.track_running_stats]
+    saved = [(m.momentum, m.num_batches_tracked) for m in norms]
+    for m in norms:
+        m.momentum, m.num_batches_tracked = 0.0, None
+    try:
+        return forward()[1]
+    finally:
+        for m, (momentum, count) in zip(norms, saved):
+            m.momentum, m.num_batches_tracked = momentum, count
+
+
 def train_one_epoch(model: nn.Module, loader: DataLoader, step: TrainStep,
                     on_batch: Callable[[int, int], None] | None = None) -> TrainResult:
     """One pass over `loader`, whose labels are [B, heads]. on_batch(batches done, images done) is called after
     each step (progress reporting); it must not synchronise. With step.mix, train accuracy counts a prediction
     right when it is the mixed target's dominant class (its arg-max: the image with the larger share), and train
     loss is the loss on the mixed targets."""
-    heads, criteria, optimizer, normalize = step.heads, step.criteria, step.optimizer, step.normalize
-    precision, scaler, mix, after_step = step.precision, step.scaler, step.mix, step.after_step
-    device = precision.device
+    heads, optimizer, normalize, scaler = step.heads, step.optimizer, step.normalize, step.scaler
+    mix, after_step, device = step.mix, step.after_step, step.precision.device
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -102,17 +148,10 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, step: TrainStep,
         if mix is not None:
             inputs, mixed = mix(inputs, targets)
             targets = dominant_labels(mixed)
-        with precision.autocast():
-            logits = head_logits(model(inputs), heads)
-            loss = _heads_loss(logits, targets if mixed is None else mixed, criteria)
+        forward = partial(_batch_loss, model, inputs, targets if mixed is None else mixed, step)
+        logits, loss = forward()
         optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        _optimizer_step(optimizer, scaler, loss, again=partial(_frozen_stats_loss, model, forward))
         if after_step is not None:
             after_step(model)
         loss_sum += loss.detach().float() * len(labels)

@@ -22,7 +22,7 @@ import torch
 from harness.errors import UserError
 from harness.fit.hooks import Hook
 from harness.outputs.records import val_scores
-from harness.train.checkpoint import load, save
+from harness.train.checkpoint import checked_keys, load, restored, save
 
 if TYPE_CHECKING:
     from harness.outputs.run_folder import RunFolder
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("trial")
 MEMBER = "member.pt"
 # NNI's own folders in an experiment's folder: a PBT folder named there could overwrite its database or logs.
-NNI_FOLDERS = frozenset({"db", "log", "trials", "environments", "checkpoint", ".configs"})
+NNI_FOLDERS = frozenset({"db", "log", "trials", "environments", ".configs"})  # not checkpoint/: PBT's own default
 
 
 def checked_folder(path: str, experiment_folder: Path, key: str) -> Path | None:
@@ -59,7 +59,7 @@ def read_parent(folder: Path | None, identity: dict[str, Any]) -> dict[str, Any]
     """The parent's member.pt (None: a fresh start), refused when it is of another model, task or image size."""
     if folder is None or not (folder / MEMBER).is_file():
         return None
-    data = load(folder / MEMBER)
+    data = checked_keys(load(folder / MEMBER), folder / MEMBER, {"model": dict, "optimizer": dict})
     recorded = data.get("identity") if isinstance(data.get("identity"), dict) else {}
     differs = {key: (recorded.get(key), value) for key, value in identity.items() if recorded.get(key) != value}
     if differs:
@@ -85,7 +85,8 @@ class Population(Hook):
         parent = None if fit.split.first_epoch > 1 else read_parent(self.load_from, self.identity)
         if parent is None:
             return
-        fit.start_from(parent["model"], parent["optimizer"])
+        restored(self.load_from / MEMBER, f"this trial's model with heads {fit.heads}", fit.start_from,
+                 parent["model"], parent["optimizer"])
         set_hyperparameters(fit.optimizer, self.lr, self.weight_decay)
         start = val_scores(fit.validate(), fit.loaders.val_labels, fit.heads) if fit.loaders.val else None
         inherited = {"loaded_from": str(self.load_from), "parent_run": parent.get("run"),

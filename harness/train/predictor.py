@@ -25,6 +25,7 @@ class Predictor:
     precision: Precision
     tta: str = "none"  # a key of harness.train.tta.TTA
     average: WeightAverage | None = None  # --ema_decay: when set, its averaged weights are what the run predicts
+    tta_merge: str = "mean"  # a key of harness.train.tta.MERGES: how the views' predictions become one
 
     def __call__(self, loader: DataLoader, criteria: Criteria | None = None) -> Prediction:
         return self._predict(self.average.module if self.average is not None else self.model, loader, criteria)
@@ -35,5 +36,5 @@ class Predictor:
 
     def _predict(self, model: nn.Module, loader: DataLoader, criteria: Criteria | None) -> Prediction:
         # model.eval() in predict reaches the wrapped model: the wrapper holds it as a submodule.
-        return predict(AugmentedViews(model, self.tta), loader, self.heads, self.normalize, self.precision,
-                       criteria)
+        return predict(AugmentedViews(model, self.tta, self.tta_merge), loader, self.heads, self.normalize,
+                       self.precision, criteria)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.data.split import split_indices
+from harness.data.split import check_training_images, split_indices
 from harness.fit.hooks import Epoch, Hook
 from harness.fit.setup import Split, TrialData
 from harness.outputs.reading import best_record
@@ -29,6 +29,9 @@ class Holdout:
         self.params, self.data, self.run = params, data, run
         self.steps = params.epochs
         self.train_idx, self.val_idx = holdout_split(params, data)
+        check_training_images(len(self.train_idx), len(data.train_set.paths),
+                              f"--val_ratio {params.val_ratio:g} (split by "
+                              f"{'person' if data.train_set.layout == 'mask contest' else 'image'})")
         self.has_validation = len(self.val_idx) > 0
 
     def describe(self) -> dict[str, Any]:
@@ -39,6 +42,10 @@ class Holdout:
 
     def writer(self) -> Hook:
         return HoldoutWriter(self.run)
+
+    def discard_unrecorded(self, done: int) -> list[str]:
+        """Soft CSVs of epochs after the `done` ones on record (a kill between a dump and its checkpoint)."""
+        return self.run.remove_dumps_after(done)
 
     def finish(self, records: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
         return best_record(records, key)

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from harness.atomic import atomic_path, write_json
-from harness.data.labels import split_multi
-from harness.data.split import FOLD_SEED, assign_folds, fold_indices
+from harness.data.labels import task_marginal
+from harness.data.split import FOLD_SEED, assign_folds, check_training_images, fold_indices
 from harness.errors import UserError
 from harness.fit.hooks import Epoch, Hook
 from harness.fit.setup import Split, TrialData
@@ -83,13 +83,6 @@ def out_of_fold(parts: Sequence[tuple[np.ndarray, np.ndarray]], images: int) -> 
     return oof
 
 
-def task_marginal(probs: np.ndarray, task: str) -> np.ndarray:
-    """P(task = j) of 18-class probabilities (multi = mask*6 + gender*3 + age)."""
-    position = {"mask": 0, "gender": 1, "age": 2}[task]
-    of_class = split_multi(np.arange(probs.shape[1]))[position]
-    return probs @ np.eye(int(of_class.max()) + 1)[of_class]
-
-
 def cv_scores(oof: np.ndarray, labels: np.ndarray, heads: Mapping[str, int]) -> dict[str, float]:
     """val_acc and val_f1 of the OOF predictions (what the valid CSV holds); with several heads each head's
     val_acc_<task> and val_f1_<task> too, from the 18-class marginals (equal to the heads' own argmaxes)."""
@@ -149,6 +142,8 @@ class KFold:
         # Stratified on the 18-class label (a single-label data set's own label): the same people per fold for
         # every task.
         self.fold_of = assign_folds(train_set.groups, train_set.task_labels("multi"), self.folds)
+        check_training_images(len(self.fold_of) - int(np.bincount(self.fold_of).max()), len(self.fold_of),
+                              f"--folds {self.folds} (its largest held-out fold)")
 
     def describe(self) -> dict[str, Any]:
         return {"scheme": "kfold", "folds": self.folds, "fold_seed": FOLD_SEED}
@@ -162,6 +157,10 @@ class KFold:
 
     def writer(self) -> Hook:
         return KFoldWriter(self.parts, self.folds)
+
+    def discard_unrecorded(self, done: int) -> list[str]:
+        """The OOF CSVs exist only once every fold has run: before that, any are an earlier attempt's."""
+        return self.run.remove_dumps_after(0) if done < self.steps else []
 
     def finish(self, records: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
         """The OOF CSVs and cross-validated records (kfold.json); the best of those is the final result. A finished
