@@ -9,11 +9,12 @@ import secrets
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
-
-import pandas as pd
+from typing import IO, TYPE_CHECKING, Any
 
 from harness.errors import DiskFull, UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def make_folder(folder: str | os.PathLike) -> Path:

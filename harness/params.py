@@ -16,6 +16,7 @@ from harness.errors import UserError
 from harness.fit.dump_rule import DUMP_RULES
 from harness.train.checkpoint import CHECKPOINT_MODES
 from harness.train.class_balance import CLASS_WEIGHTS, SAMPLERS
+from harness.train.compiled import COMPILE_MODES
 from harness.train.losses import LOSSES, loss_mix
 from harness.train.optim import BASE_OPTIMIZERS, OPTIMIZERS, SCHEDULERS
 from harness.train.tta import MERGES, TTA
@@ -74,6 +75,8 @@ class TrialParams:
     val_ratio: float = _flag(0.2, "share of people (or images, for single-label data) held out; 0: no validation")
     seed: int = _flag(42, "seed of the split, the initial weights and the augmentations")
     num_workers: int = _flag(2, "DataLoader worker processes")
+    loader_nice: int = _flag(0, "niceness of the loader workers (0-19): above 0 they give the cores to the training "
+                                "threads, which wait for each other at every barrier when a worker takes one's core")
     cpu_threads: int = _flag(0, "threads of torch's CPU arithmetic; 0: torch's default (one per core). Trials that "
                                 "share a CPU side by side each take cores / trialConcurrency")
     # Model.
@@ -153,6 +156,9 @@ class TrialParams:
     cudnn_benchmark: bool = _flag(True, "let cuDNN pick the fastest kernels for the fixed input size")
     fast_swish: bool = _flag(True, "efficientnet-pytorch models train with the plain (faster, not memory-efficient) "
                                    "swish")
+    compile: str = _flag("off", "torch.compile the model (harness/train/compiled.py): on, off, or auto (on for trials "
+                                "of at least 10 epochs, where the faster epochs pay for the compilation)",
+                         COMPILE_MODES)
     fused_optimizer: bool = _flag(True, "torch's fused optimiser kernels (one pass over each parameter per step; "
                                         "harness/train/optim.py has the figures)")
 
@@ -272,6 +278,7 @@ def check(params: TrialParams) -> None:
         "crop": (0 < params.crop <= 1, "in (0, 1]"),
         "val_ratio": (0 <= params.val_ratio < 1, "in [0, 1)"),
         "num_workers": (0 <= params.num_workers <= MAX_WORKERS, f"in 0..{MAX_WORKERS}"),
+        "loader_nice": (0 <= params.loader_nice <= 19, "in 0..19 (0: the trial's own priority)"),
         "cpu_threads": (0 <= params.cpu_threads <= MAX_CPU_THREADS, f"in 0..{MAX_CPU_THREADS} (0: one per core)"),
         "budget_unit": (0 < params.budget_unit <= MAX_BUDGET_UNIT, f"in (0, {MAX_BUDGET_UNIT:g}]"),
         "dump_threshold": (0 <= params.dump_threshold <= 1, "in [0, 1]"),

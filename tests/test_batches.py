@@ -1,4 +1,6 @@
 """Batches as the loaders deliver them: whole, in order, and untouched while the consumer may still hold them."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -43,3 +45,73 @@ def test_decoded_and_cached_sources_give_the_same_batches(cached):
     from_cache = ImageSet(images, indices, None).__getitems__(list(range(12)))
     assert torch.equal(from_disk[0], from_cache[0])
     assert from_disk[1].tolist() == [[-1]] * 12
+
+
+def epochs_of(loader, count=2):
+    return [[(batch.clone(), labels.clone()) for batch, labels in loader] for _ in range(count)]
+
+
+def test_workers_started_early_give_the_epochs_a_late_start_gives(cached):
+    """A trial starts its training workers before it builds the model: the shuffled, augmented batches of every
+    epoch are those the workers would have made had the first epoch started them."""
+    from harness.data.transforms import TrainAugment
+
+    data, images = cached
+    indices, labels = np.arange(len(data.paths)), data.labels["multi"]
+
+    def loader():
+        return make_loader(ImageSet(images, indices, labels, TrainAugment(7)), batch_size=6, shuffle=True,
+                           num_workers=2, seed=3, pin_memory=False)
+
+    early = loader()
+    early.start()
+    started, late = epochs_of(early), epochs_of(loader())
+    for epoch_early, epoch_late in zip(started, late, strict=True):
+        assert len(epoch_early) == len(epoch_late)
+        for (batch_a, labels_a), (batch_b, labels_b) in zip(epoch_early, epoch_late):
+            assert torch.equal(batch_a, batch_b) and torch.equal(labels_a, labels_b)
+
+
+@pytest.mark.parametrize("workers, in_trial_process", [(1, False), (0, True)])
+def test_the_augmentation_is_built_where_it_runs(demo_dir, tmp_path, workers, in_trial_process):
+    """With loader workers the trial's own process never imports albumentations (a third of a second and 50 MB of
+    its start-up); without them it augments, so it must."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nimport numpy as np\nfrom harness.data.batches import ImageSet, make_loader\n"
+            "from harness.data.image_cache import cached_images\nfrom harness.data.layouts import load_train\n"
+            "from harness.data.transforms import TrainAugment\n"
+            f"data = load_train({str(demo_dir)!r})\n"
+            f"images = cached_images(data.root, data.paths, 24, 0.8, {str(tmp_path)!r})\n"
+            "loader = make_loader(ImageSet(images, np.arange(len(data.paths)), data.labels['multi'], TrainAugment(0)),"
+            f" batch_size=8, shuffle=True, num_workers={workers}, seed=0, pin_memory=False)\n"
+            "batches = sum(1 for _ in loader)\nprint(batches, 'albumentations' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == str(in_trial_process)
+
+
+class Niceness(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        import os
+
+        return os.nice(0)
+
+
+def test_loader_workers_run_at_the_niceness_asked():
+    """--loader_nice: the workers yield the cores to the training threads; the trial's own process keeps its own."""
+    import functools
+    import os
+
+    from harness.data.batches import seed_worker
+
+    loader = torch.utils.data.DataLoader(Niceness(), batch_size=2, num_workers=1,
+                                         worker_init_fn=functools.partial(seed_worker, nice=5))
+    own = os.nice(0)
+    assert next(iter(loader)).tolist() == [min(own + 5, 19)] * 2
+    assert os.nice(0) == own

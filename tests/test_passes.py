@@ -1,7 +1,4 @@
 """The training passes: what they report, the precision choices, and the mixed-precision code paths."""
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -9,9 +6,6 @@ from harness.data.transforms import Normalizer
 from harness.train.passes import TrainingDiverged, TrainStep, predict, train_one_epoch
 from harness.train.precision import Precision, resolve_precision
 from models import create_model
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
 
 HEADS = {"multi": 3}
 
@@ -123,48 +117,9 @@ def test_native_bf16_is_read_from_the_cpu_flags():
     assert not cpu_has_native_bf16("")
 
 
-def test_benchmark_precision_table_runs(monkeypatch):
-    """The GPU part of the speed benchmark, exercised on the CPU at a tiny size so that it cannot rot unseen."""
-    from bench_trial_speed import precision_table
-
-    rows = precision_table(["resnet10t"], torch.device("cpu"), img_size=32, batch_size=4, steps=2,
-                           amp_dtype=torch.bfloat16)
-    assert rows[0]["model"] == "resnet10t"
-    assert all(rows[0][key] > 0 for key in ("fp32", "amp", "amp+channels_last", "amp_speedup"))
-
-
 def test_the_allocator_keeps_freed_memory_where_glibc_runs():
     import platform
 
     from harness.train.allocator import keep_freed_memory
 
     assert keep_freed_memory() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
-
-
-def test_the_start_up_profile_counts_each_top_level_package_once():
-    from bench_trial_speed import import_profile
-
-    importtime = "\n".join([
-        "import time: self [us] | cumulative | imported package",
-        "import time:       100 |        100 |     torch._C",
-        "import time:      2000 |    2000000 | torch",
-        "import time:       100 |     500000 |   timm.layers",
-        "import time:       100 |    1000000 | timm",
-        "import time:        50 |     250000 | harness.data.transforms",
-        "import time:        50 |     250000 | harness.data.loaders",
-        "a line of the trial's own output"])
-    assert import_profile(importtime) == {"torch": 2.0, "timm": 1.0, "harness": 0.5}
-
-
-def test_the_start_up_reference_reads_the_same_photos(demo_dir, tmp_path):
-    """The timm-style reference trains on an ImageFolder of symlinks to the trial's own photos, one class a folder."""
-    from bench_trial_speed import image_folder
-
-    from harness.data.layouts import load_train
-
-    train_set = load_train(demo_dir)
-    labels = train_set.task_labels("multi")
-    folder = image_folder(train_set, labels, tmp_path / "folder")
-    links = sorted(folder.glob("*/*"))
-    assert len(links) == len(train_set.paths) and all(link.resolve().is_file() for link in links)
-    assert {link.parent.name for link in links} == {f"{int(label):02d}" for label in labels}

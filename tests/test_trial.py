@@ -215,3 +215,17 @@ def test_a_standalone_trial_never_imports_nni(demo_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "no nni"
     assert len(only_run(tmp_path).joinpath("metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_trial_with_loader_workers_leaves_the_image_libraries_to_them(demo_dir, tmp_path):
+    """pandas, albumentations and OpenCV are a second and 100 MB of a trial's start on 2 cores: with loader workers
+    and no dump, the trial's own process imports none of them (docs/speed.md, start-up)."""
+    code = ("import sys\nimport trial\n"
+            f"assert trial.main(['--data_dir', {str(demo_dir)!r}, '--output_dir', {str(tmp_path / 'runs')!r}, "
+            f"'--epochs', '1', '--dump_threshold', '1', '--cache_dir', {str(tmp_path / 'cache')!r}, "
+            "'--model', 'resnet10t', '--pretrained', 'false', '--img_size', '32', '--batch_size', '8', "
+            "'--num_workers', '1']) == 0\n"
+            "print(sorted(m for m in ('pandas', 'albumentations', 'cv2') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "[]"

@@ -7,7 +7,9 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -127,18 +129,43 @@ def die_with_parent(worker_id: int = 0) -> None:
         os._exit(1)
 
 
-def seed_worker(worker_id: int) -> None:
+def seed_worker(worker_id: int, nice: int = 0) -> None:
     """Each worker draws different augmentations, reproducibly: torch seeds workers from the loader's generator,
-    albumentations takes its seed from it here. Workers also die with the trial (die_with_parent)."""
+    albumentations takes its seed from it here. Workers also die with the trial (die_with_parent), and with `nice`
+    yield the cores to the trial's own threads (--loader_nice)."""
     die_with_parent(worker_id)
+    if nice > 0:
+        os.nice(nice)
     info = torch.utils.data.get_worker_info()
     augment = getattr(info.dataset, "augment", None)
     if augment is not None and hasattr(augment, "set_random_seed"):
         augment.set_random_seed(info.seed % 2**32)
 
 
+class StartableLoader(DataLoader):
+    """A DataLoader whose (persistent) workers can start before its first epoch: they prepare the first batches
+    while the trial still builds its model, and the first epoch takes them as if it had started the workers itself
+    (the same draws from the loader's generator: start it only where nothing sets that generator before the first
+    epoch, i.e. not in a resumed split)."""
+
+    _started_early = False
+
+    def start(self) -> None:
+        if self.num_workers > 0 and self._iterator is None:
+            # DataLoader.__iter__ makes this iterator on a persistent loader's first epoch, and resets it on later
+            # ones (a reset draws a new order): made here, the first epoch must take it as it is.
+            self._iterator = self._get_iterator()
+            self._started_early = True
+
+    def __iter__(self) -> Any:
+        if self._started_early:
+            self._started_early = False
+            return self._iterator
+        return super().__iter__()
+
+
 def make_loader(dataset: ImageSet, batch_size: int, shuffle: bool, num_workers: int, seed: int,
-                pin_memory: bool, sample_weights: np.ndarray | None = None) -> DataLoader:
+                pin_memory: bool, sample_weights: np.ndarray | None = None, nice: int = 0) -> StartableLoader:
     """sample_weights (training only): draw len(dataset) images per epoch with replacement, each with chance
     proportional to its weight, instead of a shuffle."""
     generator = torch.Generator().manual_seed(seed)
@@ -147,10 +174,10 @@ def make_loader(dataset: ImageSet, batch_size: int, shuffle: bool, num_workers: 
     sampler = None if sample_weights is None else WeightedRandomSampler(
         torch.as_tensor(sample_weights, dtype=torch.double), num_samples=len(dataset), replacement=True,
         generator=generator)
-    return DataLoader(
+    return StartableLoader(
         dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
         num_workers=num_workers, pin_memory=pin_memory,
         # A lone last image would break BatchNorm in training; evaluation must see every image.
         drop_last=shuffle and len(dataset) > batch_size,
-        persistent_workers=num_workers > 0, worker_init_fn=seed_worker, generator=generator, collate_fn=whole_batch,
-        prefetch_factor=PREFETCH if num_workers > 0 else None)
+        persistent_workers=num_workers > 0, worker_init_fn=partial(seed_worker, nice=nice), generator=generator,
+        collate_fn=whole_batch, prefetch_factor=PREFETCH if num_workers > 0 else None)

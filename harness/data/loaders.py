@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DataLoader
 
-from harness.data.batches import DecodedImages, ImageSet, JoinedImages, make_loader
+from harness.data.batches import DecodedImages, ImageSet, JoinedImages, StartableLoader, make_loader
 from harness.data.image_cache import cached_images
 from harness.data.layouts import EvalSet, TrainSet
-from harness.data.transforms import train_augment
+from harness.data.transforms import TrainAugment
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +27,12 @@ class LoaderSettings:
     cache: bool  # decode once into the shared image cache
     cache_dir: str  # "": the default cache folder
     pin_memory: bool
+    worker_nice: int = 0  # the workers' niceness: above 0 they yield the cores to the training threads
 
 
 @dataclass
 class Loaders:
-    train: DataLoader
+    train: StartableLoader
     val: DataLoader | None
     eval: DataLoader | None
     val_ids: list[str]
@@ -72,9 +73,10 @@ def build_loaders(train_set: TrainSet, eval_set: EvalSet | None, labels: np.ndar
     images = image_source(train_set.root, train_set.paths, settings)
     eval_images = image_source(eval_set.root, eval_set.image_ids, settings) if eval_set is not None else None
 
-    def loader(dataset: ImageSet, shuffle: bool, batch_size: int, weights: np.ndarray | None = None) -> DataLoader:
+    def loader(dataset: ImageSet, shuffle: bool, batch_size: int, weights: np.ndarray | None = None
+               ) -> StartableLoader:
         return make_loader(dataset, batch_size, shuffle, settings.num_workers, settings.seed, settings.pin_memory,
-                           weights)
+                           weights, settings.worker_nice)
 
     # Prediction needs no gradients, so it can take bigger batches.
     eval_batch = settings.batch_size * 2
@@ -84,7 +86,7 @@ def build_loaders(train_set: TrainSet, eval_set: EvalSet | None, labels: np.ndar
         indices = np.concatenate([train_idx, len(images) + draw.added])
         train_labels = np.concatenate([train_labels, np.full((len(eval_images), train_labels.shape[1]), -1)])
         train_labels[len(images) + draw.added] = draw.added_labels
-    train = loader(ImageSet(source, indices, train_labels, train_augment(settings.seed), draw.with_index), True,
+    train = loader(ImageSet(source, indices, train_labels, TrainAugment(settings.seed), draw.with_index), True,
                    settings.batch_size, draw.weights)
     val = loader(ImageSet(images, val_idx, labels), False, eval_batch) if len(val_idx) else None
     evaluation = None

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING, Any
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over the network at import
+import numpy as np
+import torch
 
-import albumentations as A  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from harness.data.headers import image_size
+from harness.errors import UserError, one_line
 
-from harness.data.headers import image_size  # noqa: E402
-from harness.data.opencv import cv2  # noqa: E402
-from harness.errors import UserError, one_line  # noqa: E402
+if TYPE_CHECKING:
+    import albumentations as A
 
 log = logging.getLogger(__name__)
 # Decoded pixels an image may have: 64 Mpx (8192 x 8192, 192 MB decoded). A larger one, a decompression bomb or an
@@ -38,6 +38,14 @@ def file_edges(path: str | os.PathLike, size: int = 64) -> tuple[bytes, bytes]:
         return head, handle.read(size)
 
 
+def opencv() -> Any:
+    """OpenCV, imported where images are decoded: in the loader workers, not in a trial's own process when it has
+    workers (16 MB there)."""
+    from harness.data.opencv import cv2
+
+    return cv2
+
+
 def decode(path: str | os.PathLike) -> np.ndarray:
     """RGB uint8 HxWx3 (grey and RGBA images become RGB). A truncated JPEG still decodes (as OpenCV does), and a
     warning names it. An image of more than MAX_PIXELS is refused by its header, before decoding."""
@@ -45,6 +53,7 @@ def decode(path: str | os.PathLike) -> np.ndarray:
     if size is not None and size[0] * size[1] > MAX_PIXELS:
         raise UserError(f"{path} is {size[0]}x{size[1]} pixels: more than the {MAX_PIXELS / 2**20:.0f} Mpx an image "
                         f"may have (a decompression bomb, or a photo to shrink before training)")
+    cv2 = opencv()
     try:
         image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
     except cv2.error as error:  # OpenCV's own limits (CV_IO_MAX_IMAGE_PIXELS) raise instead of returning None
@@ -70,6 +79,7 @@ def center_crop(image: np.ndarray, fraction: float) -> np.ndarray:
 def prepare(image: np.ndarray, img_size: int, crop: float) -> np.ndarray:
     cropped = center_crop(image, crop)
     # INTER_AREA averages the pixels a shrink drops (a 384x512 photo becomes 224 px) instead of aliasing them.
+    cv2 = opencv()
     resized = cv2.resize(cropped, (img_size, img_size), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(resized)
 
@@ -81,11 +91,42 @@ def load_prepared(path: str | os.PathLike, img_size: int, crop: float) -> np.nda
 def train_augment(seed: int | None = None) -> A.Compose:
     """Flip, colour jitter, small rotation. No hue shift: it would cost a colour-space round trip per image (about
     half of the jitter's time) for colours that carry no label here."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over the network at import
+    import albumentations as A
+
+    cv2 = opencv()
     return A.Compose([
         A.HorizontalFlip(p=0.5),
         A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.0, p=0.8),
         A.Rotate(limit=10, border_mode=cv2.BORDER_REFLECT_101, p=0.5),
     ], seed=seed)
+
+
+class TrainAugment:
+    """train_augment(seed), built in the process that first uses it. With loader workers that is each worker, never
+    the trial's own process: importing albumentations (with pydantic and scipy) is a third of a second and 50 MB of
+    a trial's start on 2 cores, and in the workers it runs while the trial builds its model. A worker builds the
+    same pipeline the trial would have built and handed it, then seeds it (batches.seed_worker), so the
+    augmentations are the same."""
+
+    def __init__(self, seed: int | None) -> None:
+        self.seed = seed
+        self.pipeline: Any = None
+
+    def built(self) -> A.Compose:
+        if self.pipeline is None:
+            self.pipeline = train_augment(self.seed)
+        return self.pipeline
+
+    def __call__(self, **data: Any) -> dict[str, Any]:
+        return self.built()(**data)
+
+    def set_random_seed(self, seed: int) -> None:
+        self.built().set_random_seed(seed)
+
+    def forget(self) -> None:
+        """Back to unbuilt: the next use builds it afresh from the seed."""
+        self.pipeline = None
 
 
 class Normalizer:

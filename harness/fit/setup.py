@@ -26,6 +26,7 @@ from harness.train.allocator import keep_freed_memory
 from harness.train.averaging import WeightAverage, ema_enabled
 from harness.train.checkpoint import restore_rng_states, rng_states
 from harness.train.class_balance import class_weights, sample_weights
+from harness.train.compiled import compile_model, wants_compile
 from harness.train.losses import create_loss
 from harness.train.mixing import BatchMixer, mixing_enabled
 from harness.train.optim import create_optimizer, create_scheduler
@@ -119,7 +120,7 @@ def loader_settings(params: TrialParams, device: torch.device, **changes: Any) -
     """The loaders' settings from the parameters (`changes` over them: predict.py's --num_workers)."""
     values = dict(batch_size=params.batch_size, num_workers=params.num_workers, seed=params.seed,
                   img_size=params.img_size, crop=params.crop, cache=params.cache, cache_dir=params.cache_dir,
-                  pin_memory=params.pin_memory and device.type == "cuda")
+                  pin_memory=params.pin_memory and device.type == "cuda", worker_nice=params.loader_nice)
     return LoaderSettings(**{**values, **changes})
 
 
@@ -151,11 +152,13 @@ class Fit:
     def average(self) -> WeightAverage | None:
         return self.predictor.average
 
-    def train_epoch(self, number: int, epochs: int, after_step: Callable[[nn.Module], None] | None) -> TrainResult:
-        step = TrainStep(self.heads, self.criteria, self.optimizer, self.predictor.normalize,
+    def train_step(self, after_step: Callable[[nn.Module], None] | None = None) -> TrainStep:
+        return TrainStep(self.heads, self.criteria, self.optimizer, self.predictor.normalize,
                          self.predictor.precision, self.scaler, self.mix, after_step)
-        return train_one_epoch(self.model, self.loaders.train, step, EpochProgress(number, epochs,
-                                                                                  len(self.loaders.train)))
+
+    def train_epoch(self, number: int, epochs: int, after_step: Callable[[nn.Module], None] | None) -> TrainResult:
+        return train_one_epoch(self.model, self.loaders.train, self.train_step(after_step),
+                               EpochProgress(number, epochs, len(self.loaders.train)))
 
     def validate(self) -> Prediction | None:
         return self.predictor(self.loaders.val, self.criteria) if self.loaders.val else None
@@ -229,15 +232,23 @@ class FitSetup:
         return soft or mixer
 
     def fit(self, split: Split) -> Fit:
-        """A split's fit: its model from the seed (every split starts from the same initial weights), then its
-        loaders, criteria, optimiser, scheduler and predictor."""
+        """A split's fit: its loaders, and for a split that starts afresh its training workers, so that they prepare
+        the first batches while the model is built (a resumed split's loader generator is restored first, by the
+        Checkpoint hook); then its model from the seed (every split starts from the same initial weights), its
+        criteria, optimiser, scheduler and predictor."""
         params = self.params
-        seed_everything(params.seed)
-        model = self.on_device(self.new_model())
         loaders = self.loaders(split.train_idx, split.val_idx)
+        if split.first_epoch == 1:
+            loaders.train.start()
+        seed_everything(params.seed)  # after the loaders: building the image cache draws from torch's generator
+        model = self.on_device(self.new_model())
         optimizer = create_optimizer(params.optimizer, model.parameters(), params.lr, params.weight_decay,
                                      params.momentum, params.fused_optimizer, params.sam_base, params.sam_rho)
         average = WeightAverage(model, params.ema_decay) if ema_enabled(params.ema_decay) else None
+        if wants_compile(params.compile, params.epochs):  # after the average's copy: it stays a plain module
+            log.info("torch.compile (--compile %s, %d epochs): the model compiles at its first step and its first "
+                     "validation", params.compile, params.epochs)
+            compile_model(model)
         return Fit(split, self.data.heads, model, self.criteria(split.train_idx), optimizer,
                    create_scheduler(params.scheduler, optimizer, params.epochs),
                    self.machine.precision.grad_scaler(), loaders, self.predictor(model, average=average), self.mix())

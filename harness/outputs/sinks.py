@@ -144,18 +144,21 @@ class TensorBoard:
     epoch's learning rate, images per second, seconds), for NNI's TensorBoard button."""
 
     def __init__(self, log_dir: Path) -> None:
-        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only for trials that log
-
         self.log_dir = log_dir
-        if os.environ.get("NNI_OUTPUT_DIR"):
-            link_for_tensorboard_button(log_dir)
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+        self.writer: Any = None  # made at the first record: importing tensorboard is no part of the start-up
 
     def epoch(self, record: dict[str, Any]) -> None:
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only for trials that log
+
+            if os.environ.get("NNI_OUTPUT_DIR"):
+                link_for_tensorboard_button(self.log_dir)
+            self.writer = SummaryWriter(log_dir=str(self.log_dir))
         for key, value in record.items():
             if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.writer.add_scalar(scalar_tag(key), value, global_step=record["epoch"])
         self.writer.flush()  # a trial may be killed at any epoch: what was logged stays readable
 
     def close(self, best: dict[str, Any] | None) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()

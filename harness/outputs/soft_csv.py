@@ -12,12 +12,15 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from harness.data.labels import joint_probs, multi_label
 from harness.errors import UserError, one_line
+
+if TYPE_CHECKING:  # pandas is imported where a CSV is written or read: not in a trial's start (0.2 s, 30 MB)
+    import pandas as pd
 
 EVAL_PREFIX, VALID_PREFIX = "submission", "valid"
 # submission{epoch}_{train_acc:.4f}_{train_loss:.4f}_soft.csv: stricter than 'submission*', so that an ensemble's
@@ -41,6 +44,8 @@ def valid_name(eval_name: str) -> str | None:
 
 def soft_frame(image_ids: list[str], probs: np.ndarray, labels: np.ndarray | None = None) -> pd.DataFrame:
     """ImageID, [label,] then one probability column per class named 0..K-1."""
+    import pandas as pd
+
     columns = {"ImageID": image_ids}
     if labels is not None:
         columns["label"] = np.asarray(labels, dtype=np.int64)
@@ -111,6 +116,8 @@ def _line(bad_rows: np.ndarray) -> int:
 
 def read_table(path: Path) -> pd.DataFrame:
     """The CSV as a frame with a unique, non-empty ImageID column."""
+    import pandas as pd
+
     try:
         with warnings.catch_warnings():
             # A row longer than the header would otherwise be cut short, or turned into an index, silently.
@@ -152,6 +159,8 @@ def class_columns(frame: pd.DataFrame, path: Path) -> list[str]:
 
 def numeric(frame: pd.DataFrame, columns: list[str], path: Path) -> np.ndarray:
     """The columns as float64, refusing empty, NaN, infinite and text cells."""
+    import pandas as pd
+
     values = np.empty((len(frame), len(columns)))
     for j, column in enumerate(columns):
         cells = frame[column]
@@ -193,6 +202,8 @@ def read_labels(frame: pd.DataFrame, num_classes: int, path: Path) -> np.ndarray
 
 def read_soft_csv(path: Path, labelled: bool = False, apply_softmax: bool = False) -> SoftCsv:
     """One soft CSV, checked; with `apply_softmax` its class columns are logits turned into probabilities."""
+    import pandas as pd
+
     frame = read_table(path)
     columns = class_columns(frame, path)
     probs = numeric(frame, columns, path)
@@ -205,6 +216,8 @@ def read_soft_csv(path: Path, labelled: bool = False, apply_softmax: bool = Fals
 
 def read_ids(path: Path) -> pd.Index:
     """The ImageID column of a file such as eval/info.csv (other columns, e.g. its 'ans', are ignored)."""
+    import pandas as pd
+
     return pd.Index(read_table(path)[ID])
 
 

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from harness.atomic import atomic_path
+from harness.data.transforms import TrainAugment
 from harness.errors import UserError, one_line
 from harness.fit.hooks import Hook
 
@@ -38,6 +39,8 @@ FORMAT = 2  # bumped when what last.pt holds changes shape; an older file is ref
 
 def augment_parts(augment: Any) -> list[Any]:
     """The pipeline and every transform in it: albumentations' set_random_seed gives each its own generators."""
+    if isinstance(augment, TrainAugment):
+        augment = augment.built()
     parts = [augment] if hasattr(augment, "random_generator") else []
     for child in getattr(augment, "transforms", []):
         parts += augment_parts(child)
@@ -56,8 +59,9 @@ def rng_states(loader: DataLoader) -> dict[str, Any]:
                   "has_gauss": int(has_gauss), "gauss": float(gauss)},
         "python": random.getstate(),
         "loader": loader.generator.get_state() if loader.generator is not None else None,
-        "augment": [(part.random_generator.bit_generator.state, part.py_random.getstate())
-                    for part in augment_parts(augment)],
+        # None: a pipeline this process never built (loader workers ran it) starts afresh from its seed.
+        "augment": None if isinstance(augment, TrainAugment) and augment.pipeline is None else
+        [(part.random_generator.bit_generator.state, part.py_random.getstate()) for part in augment_parts(augment)],
     }
 
 
@@ -69,8 +73,12 @@ def restore_rng_states(loader: DataLoader, states: dict[str, Any]) -> None:
     random.setstate(states["python"])
     if states["loader"] is not None and loader.generator is not None:
         loader.generator.set_state(states["loader"])
-    parts = augment_parts(getattr(loader.dataset, "augment", None))
-    if len(parts) != len(states["augment"]):
+    augment = getattr(loader.dataset, "augment", None)
+    if states["augment"] is None and isinstance(augment, TrainAugment):
+        augment.forget()
+        return
+    parts = augment_parts(augment)
+    if len(parts) != len(states["augment"] or []):
         raise UserError(f"the checkpoint's augmentation has {len(states['augment'])} random parts, this run's "
                         f"{len(parts)}: resume with the code the run was started with")
     for part, (generator, py_random) in zip(parts, states["augment"], strict=True):

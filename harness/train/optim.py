@@ -4,8 +4,8 @@ The optimisers run torch's fused kernels (`fused=True`, `--fused_optimizer`): on
 step instead of several elementwise ops per tensor, the same arithmetic. On a 2-core CPU the optimiser step of
 resnet18 alone took 4.3 ms fused against 19-34 ms for Adam's default implementation (AdamW 4.4-5.1 against 37-41,
 SGD with Nesterov momentum 3-4.5 against 9-10; one-off timings); whole training steps of the demo's models at 64 px,
-batch 16, went 1.05x (resnet10t) and 1.09x (resnet18) faster (`benchmarks/bench_trial_speed.py --sections
-optimizer`; README "Speed"). At 224 px the step is dominated by the model and the gain is within noise.
+batch 16, went 1.05x (resnet10t) and 1.09x (resnet18) faster (`python -m benchmarks.trial_speed optimizer`;
+docs/speed.md). At 224 px the step is dominated by the model and the gain is within noise.
 
 `sam` and `asam` wrap one of the base optimisers (`--sam_base`) in sharpness-aware minimisation
 (harness/train/sam.py): two forward and backward passes per step, the second through step(closure)."""

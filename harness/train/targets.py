@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from harness.data.labels import TASKS, task_marginal
@@ -54,6 +53,8 @@ def head_probabilities(probs: np.ndarray, heads: Heads, path: Path) -> dict[str,
 
 def aligned_rows(soft: SoftCsv, ids: list[str], what: str) -> np.ndarray:
     """The CSV's probability rows in the order of `ids`, every one of which it must hold."""
+    import pandas as pd  # here, not at the top: a trial without soft targets or pseudo-labels never imports pandas
+
     missing = pd.Index(ids).difference(soft.ids)
     if len(missing):
         raise UserError(f"{soft.path}: no row for {len(missing)} of the {len(ids)} {what} (e.g. {missing[0]!r}): "

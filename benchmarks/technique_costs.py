@@ -1,6 +1,6 @@
 """What the contest techniques of harness/train cost per step or per image, measured in one run, taking turns.
 
-    python benchmarks/bench_technique_costs.py [sam] [tta] [--rounds 3] [--out benchmarks/technique_costs.json]
+    python -m benchmarks.technique_costs [sam] [tta] [--rounds 3] [--out benchmarks/technique_costs.json]
 
 sam: training images per second of the base optimiser (Adam, fused) against SAM and ASAM around it (two forward and
      backward passes per step), resnet10t and resnet18 at 64 and 224 px, batch 16, bf16 autocast + channels_last (on
@@ -18,21 +18,19 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
-from bench_trial_speed import machine, synchronize  # noqa: E402
-
-from harness.atomic import write_json  # noqa: E402
-from harness.data.transforms import Normalizer  # noqa: E402
-from harness.train.allocator import keep_freed_memory  # noqa: E402
-from harness.train.losses import create_loss  # noqa: E402
-from harness.train.optim import create_optimizer  # noqa: E402
-from harness.train.passes import TrainStep, predict, train_one_epoch  # noqa: E402
-from harness.train.precision import Precision  # noqa: E402
-from harness.train.tta import TTA, AugmentedViews  # noqa: E402
-from models import create_model  # noqa: E402
+from benchmarks.common import ROOT, machine
+from benchmarks.trial_speed.fixtures import synchronize
+from harness.atomic import write_json
+from harness.data.transforms import Normalizer
+from harness.train.allocator import keep_freed_memory
+from harness.train.losses import create_loss
+from harness.train.optim import create_optimizer
+from harness.train.passes import TrainStep, predict, train_one_epoch
+from harness.train.precision import Precision
+from harness.train.tta import TTA, AugmentedViews
+from models import create_model
 
 HEADS = {"multi": 18}
 CASES = (("resnet10t", 64), ("resnet18", 64), ("resnet10t", 224), ("resnet18", 224))
@@ -128,7 +126,8 @@ def report(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.technique_costs", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("measures", nargs="*", help="sam, tta (default: both)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "technique_costs.json")

@@ -1,7 +1,7 @@
 """Time python -m ensemble on contest-sized inputs: 50 soft CSVs of 12,600 eval rows (and 3,780 validation rows:
 2,700 people x 20% x 7 photos), written as trial.py writes them. Prints a markdown table.
 
-    python benchmarks/bench_ensemble.py [--repeats 3]
+    python -m benchmarks.ensemble [--repeats 3]
 """
 from __future__ import annotations
 
@@ -18,12 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from ensemble.cli import main  # noqa: E402
-from ensemble.tasks import labels_for_task  # noqa: E402
-from ensemble_helpers import make_run, noisy_probs  # noqa: E402
+from ensemble.cli import main
+from ensemble.tasks import labels_for_task
+from tests.ensemble_helpers import make_run, noisy_probs
 
 EVAL_ROWS, VALID_ROWS, MEMBERS = 12_600, 3_780, 50
 CLASSES = {"mask": 3, "gender": 2, "age": 3, "multi": 18}

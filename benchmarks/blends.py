@@ -1,8 +1,8 @@
 """The ensemble's blends (caruana, weights, stack) on real trials of the demo data: their out-of-fit scores as
 `python -m ensemble --select` prints them, and the held-out score of the submission each one writes.
 
-    python benchmarks/bench_blends.py [--data_seeds 1,2,3] [--people 60] [--epochs 6] [--jobs 2]
-                                      [--work DIR] [--out benchmarks/blends.json]
+    python -m benchmarks.blends [--data_seeds 1,2,3] [--people 60] [--epochs 6] [--jobs 2]
+                                [--work DIR] [--out benchmarks/blends.json]
 
 Per data seed: a demo data set (people x 7 photos, its eval images with their answers in eval_answers.csv, which no
 selection sees), and 8 standalone 3-fold trials of the 18-class multi task (resnet10t and resnet18, cross-entropy
@@ -28,14 +28,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from ensemble.blends import BLENDS  # noqa: E402
-from ensemble.cli import main as ensemble  # noqa: E402
-from harness.atomic import write_json  # noqa: E402
-from harness.data.demo import generate  # noqa: E402
-from harness.metrics import accuracy, macro_f1  # noqa: E402
+from benchmarks.common import ROOT
+from ensemble.blends import BLENDS
+from ensemble.cli import main as ensemble
+from harness.atomic import write_json
+from harness.data.demo import generate
+from harness.metrics import accuracy, macro_f1
 
 TRIALS = [(model, criterion, seed) for model in ("resnet10t", "resnet18") for criterion in ("cross_entropy", "focal")
           for seed in (1, 2)]
@@ -98,7 +96,8 @@ def report(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.blends", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_seeds", default="1,2,3")
     parser.add_argument("--people", type=int, default=60)
     parser.add_argument("--epochs", type=int, default=6)

@@ -1,6 +1,6 @@
 """The demo experiment end to end, this checkout against an earlier commit, on the same machine in one run.
 
-    python benchmarks/bench_demo.py [--baseline c360ef8] [--rounds 2] [--out bench_out/demo.json]
+    python -m benchmarks.demo [--baseline c360ef8] [--rounds 2] [--out bench_out/demo.json]
 
 Each side runs `python -m harness.experiment` on its own config.demo.yml, timed from `nnictl create` to the
 follower's summary after the last trial (what `scripts/demo.sh` makes a user wait for; the web UI is stopped
@@ -32,12 +32,10 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from harness.atomic import write_json  # noqa: E402
-from harness.data.demo import generate  # noqa: E402
-from harness.experiment.nnictl import free_port, stop  # noqa: E402
+from benchmarks.common import ROOT, machine
+from harness.atomic import write_json
+from harness.data.demo import generate
+from harness.experiment.nnictl import free_port, stop
 
 SEED = 7  # TPE's seed: any fixed number gives both sides the same four configurations
 
@@ -133,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs[name].append(result)
                 print(f"round {round_ + 1} {name}: {result['seconds']:.0f} s", flush=True)
         medians = {name: statistics.median(r["seconds"] for r in side) for name, side in runs.items()}
-        results: dict = {"baseline": args.baseline, "seed": SEED, "rounds": args.rounds,
+        results: dict = {"machine": machine(), "baseline": args.baseline, "seed": SEED, "rounds": args.rounds,
                          "data_generation_s": generation_s, "runs": runs, "seconds": medians}
         if {"baseline", "current"} <= set(sides):
             results["speedup"] = statistics.median(

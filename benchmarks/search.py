@@ -1,7 +1,7 @@
 """Which tuner spends a fixed CPU budget best: TPE + Medianstop, TPE + ASHA, Hyperband and BOHB, repeated, on the
 generated demo data and on a real photo set.
 
-    python benchmarks/bench_search.py [--minutes 15] [--repetitions 3] [--sets demo,face-mask]
+    python -m benchmarks.search [--minutes 15] [--repetitions 3] [--sets demo,face-mask]
         [--tuners tpe_medianstop,tpe_asha,hyperband,bohb] [--out bench_out/search] [--keep DIR]
 
 Per repetition and data set, the tuners' experiments run side by side for the same wall-clock budget, one trial each
@@ -19,22 +19,19 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import yaml
 
-import yaml  # noqa: E402
-
-from harness.atomic import write_json  # noqa: E402
-from harness.data.demo import generate  # noqa: E402
-from harness.experiment.config import load_config, with_overrides  # noqa: E402
-from harness.experiment.nnictl import free_port, start, stop  # noqa: E402
-from harness.experiment.rest import NniRest  # noqa: E402
+from benchmarks.common import ROOT
+from harness.atomic import write_json
+from harness.data.demo import generate
+from harness.experiment.config import load_config, with_overrides
+from harness.experiment.nnictl import free_port, start, stop
+from harness.experiment.rest import NniRest
 
 EPOCHS = 6  # a TPE trial's length; Hyperband's and BOHB's budgets run from 1 to 6 epochs (eta 3), ASHA's rungs 1, 3
 TRIAL_FLAGS = ["--epochs", str(EPOCHS), "--img_size", "64", "--pretrained", "false", "--num_workers", "1",

@@ -1,7 +1,7 @@
 """Validation macro-F1 on the demo data with each contest technique off and on, same seeds and budget.
 
-    python benchmarks/bench_contest_techniques.py [--task multi] [--seeds 1,2,3] [--people 60] [--epochs 6]
-                                                 [--img_size 64] [--jobs 2] [--out benchmarks/contest_techniques.json]
+    python -m benchmarks.contest_techniques [--task multi] [--seeds 1,2,3] [--people 60] [--epochs 6]
+                                            [--img_size 64] [--jobs 2] [--out benchmarks/contest_techniques.json]
 
 Each row is a pair of standalone trial.py runs per seed (resnet10t, CPU, one thread each) that differ only in the
 technique's flag; the figure is the last epoch's val_f1 from metrics.jsonl (for --folds 3, the cross-validated
@@ -27,12 +27,10 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from harness.atomic import write_json  # noqa: E402
-from harness.data.demo import generate  # noqa: E402
-from harness.params import parse_params  # noqa: E402
+from benchmarks.common import ROOT, TRIAL
+from harness.atomic import write_json
+from harness.data.demo import generate
+from harness.params import parse_params
 
 # Each technique: (flags off, flags on). "Off" is the default value, so the rows share one baseline per seed.
 TECHNIQUES = {
@@ -66,7 +64,7 @@ def val_f1(data: Path, output: Path, flags: list[str]) -> float:
     # One thread per trial: the figures then do not depend on --jobs (a reduction's order follows the threads),
     # and on a shared machine parallel single-threaded trials waste less time waiting on each other.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(ROOT / "trial.py"), "--data_dir", str(data), "--output_dir",
+    done = subprocess.run([sys.executable, str(TRIAL), "--data_dir", str(data), "--output_dir",
                            str(output), *flags], capture_output=True, text=True, cwd=ROOT, env=env)
     if done.returncode:
         raise RuntimeError(f"trial.py {' '.join(flags)} failed: {done.stderr.strip().splitlines()[-1:]}")
