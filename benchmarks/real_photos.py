@@ -50,6 +50,9 @@ FLAGS: dict[str, list[str]] = {
 }
 # Techniques made from another run: (what they start from, how).
 DERIVED = ("tta_hflip", "tta_d4", "refit", "pseudo_labels", "distill")
+# What a technique is compared with, seed by seed: the plain run, but the distilled run with the K-fold run it
+# distils (both K-fold runs, validated out of fold).
+BASELINES = {"distill": "kfold"}
 
 
 @dataclass
@@ -230,27 +233,47 @@ def summary(results: list[Result], blends: dict[int, dict[str, dict[str, float]]
     return {"techniques": by_technique, "ensembles": by_blend}
 
 
+def paired(values: dict[int, float], base: dict[int, float]) -> str:
+    """A technique's held-out score less the plain run's of the same seed: median (min to max), better/worse seeds."""
+    diffs = [values[seed] - base[seed] for seed in values if seed in base]
+    if not diffs:
+        return " | "
+    better, worse = sum(d > 1e-9 for d in diffs), sum(d < -1e-9 for d in diffs)  # equal scores are neither
+    return f"{statistics.median(diffs):+.4f} ({min(diffs):+.4f} to {max(diffs):+.4f}) | {better} / {worse}"
+
+
 def table(found: dict[str, Any]) -> str:
-    lines = ["| technique | held-out accuracy | held-out macro-F1 | seconds | final ensemble without it (macro-F1) |",
-             "|---|---:|---:|---:|---:|"]
-    blends = found["ensembles"]
+    """The figures as markdown: each technique against the plain run of its seed, then the ensembles against the
+    ensemble of every holdout run of the seed."""
     def cell(s: dict[str, float], f: str = "{:.4f}") -> str:
         return f"{f.format(s['median'])} ({f.format(s['min'])}-{f.format(s['max'])})"
 
+    by_seed: dict[str, dict[int, float]] = {}
+    for run in found["runs"]:
+        by_seed.setdefault(run["technique"], {})[run["seed"]] = run["scores"]["macro_f1"]
+    lines = ["| technique | held-out macro-F1, median (range) | less its baseline's, same seed | better / worse | "
+             "held-out accuracy | seconds |", "|---|---:|---:|---:|---:|---:|"]
     for technique, row in found["techniques"].items():
-        without = blends.get(f"holdout without {technique}") or blends.get(f"kfold without {technique}")
-        lines.append(f"| {technique} | {cell(row['accuracy'])} | {cell(row['macro_f1'])} | "
-                     f"{cell(row['seconds'], '{:.0f}')} | {cell(without['macro_f1']) if without else ''} |")
-    for name, row in blends.items():
-        if "without" not in name:
-            lines.append(f"| ensemble of {name} | {cell(row['accuracy'])} | {cell(row['macro_f1'])} | | |")
+        base = by_seed[BASELINES.get(technique, "plain")]
+        lines.append(f"| {technique} | {cell(row['macro_f1'])} | "
+                     f"{paired(by_seed[technique], base) if technique != 'plain' else ' | '} | "
+                     f"{cell(row['accuracy'])} | {cell(row['seconds'], '{:.0f}')} |")
+    blends = found.get("blends_by_seed", {})
+    seeds = {name: {int(seed): scores[name]["macro_f1"] for seed, scores in blends.items() if name in scores}
+             for name in found["ensembles"]}
+    lines += ["", "| ensemble (python -m ensemble --select) | held-out macro-F1, median (range) | less the full "
+              "pool's, same seed | better / worse | held-out accuracy |", "|---|---:|---:|---:|---:|"]
+    for name, row in found["ensembles"].items():
+        full = "all kfold" if name.startswith("kfold") else "all holdout"
+        versus = paired(seeds[name], seeds[full]) if seeds.get(name) and name != full else " | "
+        lines.append(f"| {name} | {cell(row['macro_f1'])} | {versus} | {cell(row['accuracy'])} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.real_photos", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--data", type=Path, help="a laid-out photo set (required unless --report)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--img_size", type=int, default=64)
@@ -261,7 +284,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated techniques (default: every one)")
     parser.add_argument("--work", type=Path, default=Path("bench_out/real"))
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--report", type=Path, help="print the tables of a figures file and stop")
     args = parser.parse_args(argv)
+    if args.report:
+        print(table(json.loads(args.report.read_text())))
+        return 0
+    if args.data is None:
+        parser.error("--data is required")
     args.work = args.work / args.data.name
     techniques = args.only.split(",") if args.only else [*FLAGS, *DERIVED]
     results, blends = [], {}
@@ -271,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         blends[seed] = ensembles(args, seed, runs)
         print(f"seed {seed}: " + ", ".join(f"{t} {r.scores['macro_f1']:.4f}" for t, r in runs.items()), flush=True)
     found = {"data": str(args.data), "settings": {k: str(v) for k, v in vars(args).items()},
-             "runs": [vars(r) for r in results], **summary(results, blends)}
+             "runs": [vars(r) for r in results], **summary(results, blends), "blends_by_seed": blends}
     print(table(found))
     write_json(found, args.out or Path("benchmarks") / f"real_photos_{args.data.name}.json")
     return 0

@@ -51,7 +51,8 @@ def search_config(args: argparse.Namespace, folder: Path, minutes: float) -> Pat
     config = with_overrides(load_config(ROOT / "config.single_label.yml"), ROOT, folder / "nni",
                             ["--data_dir", str(args.data.resolve()), *TRIAL_FLAGS], max_trials=200, cpu=True)
     (folder / "space.json").write_text(json.dumps(SEARCH_SPACE))
-    config.update(searchSpaceFile=str(folder / "space.json"), trialConcurrency=2,
+    # Absolute: NNI reads a relative searchSpaceFile from the config's own folder.
+    config.update(searchSpaceFile=str((folder / "space.json").resolve()), trialConcurrency=2,
                   maxExperimentDuration=f"{int(minutes * 60)}s")
     config["assessor"]["classArgs"]["start_step"] = 3
     (folder / "config.yml").write_text(yaml.safe_dump(config))
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("bench_out/yardstick"))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    args.work = args.work.resolve()
     answers = answers_of(args.data)
     reps = []
     for rep in range(args.reps):
