@@ -154,30 +154,18 @@ def trial_records(folder: Path, statuses: dict[str, str]) -> list[dict]:
 def ensemble_by(experiment: Path, cutoff: float) -> float | None:
     """The ensemble's --select validation macro-F1 over the soft CSVs written before `cutoff` (a time.time()), as
     harness/report/selection.py computes it for the whole experiment (the mean over tasks when there are several)."""
-    from ensemble.gathering import gather
-    from ensemble.library import Library
-    from ensemble.members import merged
-    from ensemble.selection import select_ensemble
-    from ensemble.tasks import ALL_TASKS, MULTI, vote_plan
     from harness.errors import UserError
+    from harness.report.selection import select
+
+    def written_by_then(member) -> bool:
+        valid = member.path.with_name(member.path.name.replace("submission", "valid", 1))
+        return member.path.stat().st_mtime <= cutoff and valid.is_file()
 
     runs = sorted(p.parent for p in experiment.glob("*/params.json"))
     try:
-        members = [m for m in gather(runs) if m.path.stat().st_mtime <= cutoff
-                   and m.path.with_name(m.path.name.replace("submission", "valid", 1)).is_file()]
-        if not members:
-            return None
-        by_task = {task: [m for m in members if m.task == task] for task in ALL_TASKS}
-        plan = {task: merged(voters) for task, voters in vote_plan(by_task).items()}
-        library = Library()
-        library.fix_multi_classes(by_task[MULTI], combined=MULTI not in plan)
-        scores = []
-        for task, voters in plan.items():
-            probs, labels = library.valid_votes(voters, task)
-            scores.append(select_ensemble(probs, labels, 25, "macro_f1").score)
-    except (UserError, OSError):  # a run folder being written when the budget ended: no ensemble at it
+        return statistics.mean(s.score for s in select(runs, "macro_f1", keep=written_by_then))
+    except (UserError, OSError):  # none yet, or a run folder being written when the budget ended
         return None
-    return statistics.mean(scores)
 
 
 def time_to(curve: list, target: float) -> float | None:

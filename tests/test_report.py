@@ -226,6 +226,23 @@ def test_select_shows_what_the_ensemble_chooses(tmp_path, capsys, metric):
     assert not (exp / "report" / "figures" / "selection.png").exists()
 
 
+def test_select_keeps_only_the_members_it_is_told(tmp_path):
+    """select(keep=...) chooses among the members the filter keeps (benchmarks.search: the CSVs written by a time):
+    without tA's CSVs, no mask member it chose is tA's; keeping none is the ensemble's one-line error."""
+    from harness.errors import UserError
+    from harness.report.selection import select
+
+    exp = experiment(tmp_path)
+    runs = sorted(p.parent for p in exp.glob("*/params.json"))
+    every = {s.task: s for s in select(runs, "macro_f1")}
+    without = {s.task: s for s in select(runs, "macro_f1", keep=lambda m: not m.path.parent.name.endswith("tA"))}
+    assert any(c.run.endswith("tA") for c in every["mask"].chosen)
+    assert not any(c.run.endswith("tA") for s in without.values() for c in s.chosen)
+    assert without["mask"].candidates < every["mask"].candidates
+    with pytest.raises(UserError, match="--select: no dumped eval soft CSVs"):
+        select(runs, "macro_f1", keep=lambda m: False)
+
+
 def test_a_bad_run_folder_is_skipped_and_named_on_the_page(tmp_path, capsys):
     exp = experiment(tmp_path)
     (exp / "mask_ecaresnet50t_32_focal_0.0001_tB" / "params.json").write_text("{oops")

@@ -7,13 +7,13 @@ ensemble/ is built on harness/, so this is an arrow pointing back up, kept to th
 --select is given (tests/test_report.py checks that no other harness module imports ensemble)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ensemble.gathering import gather
 from ensemble.library import Library
-from ensemble.members import merged
+from ensemble.members import Member, merged
 from ensemble.selection import select_ensemble
 from ensemble.tasks import ALL_TASKS, MULTI, vote_plan
 from harness.errors import UserError
@@ -40,12 +40,14 @@ class TaskSelection:
     trace: tuple[float, ...]    # the score after each round
 
 
-def select(run_folders: Sequence[Path], metric: str, rounds: int = 25) -> list[TaskSelection]:
+def select(run_folders: Sequence[Path], metric: str, rounds: int = 25,
+           keep: Callable[[Member], bool] | None = None) -> list[TaskSelection]:
     """Per task, the ensemble's greedy selection on the validation CSVs of the given run folders (arithmetic
-    mean, as `python -m ensemble --select` by default), by `metric`, a name of the ensemble's --metric. A problem is
-    the ensemble's UserError, prefixed '--select'."""
+    mean, as `python -m ensemble --select` by default), by `metric`, a name of the ensemble's --metric; `keep`
+    chooses among the members (a benchmark's: those written by a time). A problem is the ensemble's UserError,
+    prefixed '--select'."""
     try:
-        members = gather(run_folders)
+        members = [m for m in gather(run_folders) if keep is None or keep(m)]
         if not members:
             raise UserError("no dumped eval soft CSVs (submission{epoch}_..._soft.csv) in the run folders")
         by_task = {task: [m for m in members if m.task == task] for task in ALL_TASKS}
