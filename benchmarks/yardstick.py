@@ -111,7 +111,8 @@ def harness_path(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         refit = blend(args, experiment, "ensemble_refit", log, deadline)
         submission, steps = (refit, steps + ["refit"]) if refit else (submission, steps)
     return {"seconds": time.monotonic() - started, "steps": steps, "csv": str(submission),
-            "trials": len(find_runs(experiment))}
+            "trials": sum(not run.name.endswith("_refit") for run in find_runs(experiment)),
+            "refits_started": len(refits)}
 
 
 def plain_path(args: argparse.Namespace, folder: Path, seed: int) -> dict[str, Any]:
