@@ -159,7 +159,7 @@ def test_kills_at_random_moments_of_the_soft_csv_writes_leave_only_whole_files(d
         for csv in run.glob("*.csv"):
             frame = pd.read_csv(csv)
             assert len(frame) in (35, 40) and not frame.isna().any().any(), f"{csv} is not whole"
-        RunFolder(output / "standalone", "", run.name)  # reopening cleans what a kill left
+        RunFolder(output / "standalone", "", run.name).claim()  # reopening (as --resume does) cleans what a kill left
         assert not list(run.glob(".*.tmp"))
 
 
