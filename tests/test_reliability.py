@@ -1,6 +1,5 @@
 """Faults a day-long unattended search meets: full disks, files where folders belong, leftovers of killed writers,
 Ctrl-C. Each ends in one clear line (or works and says what it did) and leaves nothing half-written."""
-import contextlib
 import signal
 import subprocess
 import sys
@@ -13,24 +12,11 @@ import pytest
 from harness.atomic import write_csv
 from harness.errors import UserError
 from harness.outputs.run_folder import RunFolder
+from hostile_helpers import small_disk
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--model", "resnet10t", "--pretrained", "false", "--img_size", "32", "--batch_size", "8", "--lr", "0.003",
         "--num_workers", "0", "--epochs", "1", "--dump_threshold", "0"]
-
-
-@contextlib.contextmanager
-def small_disk(folder: Path, size: str):
-    """A tmpfs of `size` at folder (CI runs as root; on a machine that refuses the mount the test says why)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip()}): needs root")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
 def test_a_full_disk_ends_in_one_line_and_leaves_no_partial_file(tmp_path):
