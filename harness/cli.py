@@ -62,10 +62,10 @@ def without_teardown(entry: Callable[[], object]) -> NoReturn:
     A process that has imported torch and timm spends 1.2 s after its last line tearing down its modules (0.6 s for
     torch alone; docs/speed.md): every NNI trial paid it before NNI saw the trial end and started the next. Nothing
     in that teardown writes a file: outputs are written whole and renamed before this point, loader workers have
-    stopped, and what else an orderly exit does is done here, in Python's own order: non-daemon threads joined,
-    atexit functions run (multiprocessing's clean-up among them), logging and the standard streams flushed. An
-    EndBySignal then ends the process by its signal. An exception other than SystemExit takes the ordinary way
-    out, with its traceback."""
+    stopped, and what else an orderly exit does is done here, in Python's own order: threading's exit hooks run and
+    non-daemon threads joined (threading._shutdown, as Python's finalisation calls it), atexit functions run
+    (multiprocessing's clean-up among them), logging and the standard streams flushed. An EndBySignal then ends the
+    process by its signal. An exception other than SystemExit takes the ordinary way out, with its traceback."""
     signum = None
     try:
         entry()
@@ -73,9 +73,9 @@ def without_teardown(entry: Callable[[], object]) -> NoReturn:
     except SystemExit as done:
         code = done.code
         signum = done.signum if isinstance(done, EndBySignal) else None
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # Python's own shutdown of threads: threading's exit hooks first (they tell ThreadPoolExecutor's workers, such as
+    # torch.compile's, to stop), then every non-daemon thread joined. Joining without the hooks waited forever.
+    threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()
     logging.shutdown()
     if code is not None and not isinstance(code, int):  # SystemExit("message"): printed, status 1, as Python does

@@ -156,8 +156,8 @@ class TrialParams:
     cudnn_benchmark: bool = _flag(True, "let cuDNN pick the fastest kernels for the fixed input size")
     fast_swish: bool = _flag(True, "efficientnet-pytorch models train with the plain (faster, not memory-efficient) "
                                    "swish")
-    compile: str = _flag("off", "torch.compile the model (harness/train/compiled.py): on, off, or auto (on for trials "
-                                "of at least 10 epochs, where the faster epochs pay for the compilation)",
+    compile: str = _flag("off", "torch.compile the model (harness/train/compiled.py): on, off, or auto (on for GPU "
+                                "trials of at least 10 epochs; never on a CPU, where it was measured to gain nothing)",
                          COMPILE_MODES)
     fused_optimizer: bool = _flag(True, "torch's fused optimiser kernels (one pass over each parameter per step; "
                                         "harness/train/optim.py has the figures)")

@@ -222,3 +222,16 @@ def test_a_cache_with_the_right_name_and_shape_but_other_pixels_is_rebuilt(image
     for index in range(len(paths)):
         assert np.array_equal(again[index], load_prepared(root / paths[index], 32, 0.8))
 
+
+
+@pytest.mark.parametrize("windows", [1, 3, 1000])
+def test_the_checksum_is_the_same_whatever_the_window(tmp_path, windows):
+    """The pixels are hashed a window of the file at a time (so the trial's RSS holds one window, not the file):
+    a window boundary anywhere inside the pixels gives the digest of the whole array at once."""
+    import mmap
+
+    import xxhash
+    pixels = np.random.default_rng(0).integers(0, 255, (9, 97, 97, 3), dtype=np.uint8)  # 254 KB: 4 windows of 64 KB
+    np.save(tmp_path / "c.npy", pixels)
+    window = windows * mmap.ALLOCATIONGRANULARITY
+    assert image_cache.pixel_checksum(tmp_path / "c.npy", window) == xxhash.xxh3_64(pixels.tobytes()).hexdigest()

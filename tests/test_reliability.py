@@ -182,3 +182,28 @@ def test_an_exit_without_teardown_keeps_what_an_ordinary_exit_does(tmp_path, end
     assert "buffered line" in done.stdout and "thread finished" in done.stdout
     assert marker.read_text() == "atexit ran"
     assert done.stderr.strip() == stderr
+
+
+POOL_SCRIPT = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+sys.path.insert(0, {root!r})
+from harness.cli import run_cli, without_teardown
+
+POOLS = []  # kept alive, as torch.compile keeps its pool: only Python's exit hook stops its workers
+
+def main():
+    POOLS.append(ThreadPoolExecutor(2))
+    POOLS[0].submit(print, "task done")
+    return 0
+
+without_teardown(lambda: run_cli(main, "prog"))
+"""
+
+
+def test_an_exit_without_teardown_stops_a_thread_pool_left_running():
+    """A trial with --compile on finished its epochs and then waited forever in the exit: the join of
+    ThreadPoolExecutor's idle workers, which only threading's exit hook tells to stop."""
+    done = subprocess.run([sys.executable, "-c", POOL_SCRIPT.format(root=str(ROOT))], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and "task done" in done.stdout, done.stderr

@@ -34,7 +34,7 @@ def trial_params(bench: Bench, data_dir: Path, **values: Any) -> TrialParams:
 
 def fit_setup(params: TrialParams) -> tuple[FitSetup, Split]:
     """The trial's fit setup and its holdout split."""
-    data = load_data(params)
+    params, data = load_data(params)
     setup = FitSetup(params, data, prepare_machine(params),
                      partial(create_model, params.model, data.heads, False, "", params.fast_swish))
     train_idx, val_idx = holdout_split(params, data)

@@ -84,7 +84,7 @@ def phases(bench: Bench, images: SameImages, case: Case) -> dict[str, float]:
                           channels_last="true" if case.precision == "bf16" else "false")
     clock, found = time.perf_counter, {}
     start = clock()
-    data = load_data(params)
+    params, data = load_data(params)
     found["data set scan"], start = clock() - start, clock()
     fingerprint(data.train_set.root, data.train_set.paths)
     found["cache fingerprint"], start = clock() - start, clock()

@@ -92,7 +92,8 @@ def generate(out: Path, people: int = 120, eval_images: int = 300, width: int = 
     rng = np.random.default_rng(seed)
     with rewritten(Path(out), MARKER, TOOL) as staging:
         write_train(staging, rng, people, width, height, jpeg_only)
-        write_eval(staging, rng, eval_images, width, height, seed)
+        if eval_images:  # none: no eval/ at all, which trials read as "train without predicting"
+            write_eval(staging, rng, eval_images, width, height, seed)
     return out
 
 

@@ -245,7 +245,8 @@ class FitSetup:
         optimizer = create_optimizer(params.optimizer, model.parameters(), params.lr, params.weight_decay,
                                      params.momentum, params.fused_optimizer, params.sam_base, params.sam_rho)
         average = WeightAverage(model, params.ema_decay) if ema_enabled(params.ema_decay) else None
-        if wants_compile(params.compile, params.epochs):  # after the average's copy: it stays a plain module
+        # After the average's copy: it stays a plain module.
+        if wants_compile(params.compile, params.epochs, self.machine.device.type):
             log.info("torch.compile (--compile %s, %d epochs): the model compiles at its first step and its first "
                      "validation", params.compile, params.epochs)
             compile_model(model)
