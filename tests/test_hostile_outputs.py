@@ -95,3 +95,11 @@ def test_the_ensemble_s_outputs_appear_together(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "sub.csv", "sub_age_soft.csv", "sub_gender_soft.csv", "sub_mask_soft.csv"]
+
+
+def test_a_demo_set_without_eval_images_is_a_train_only_set(tmp_path):
+    """--eval 0 wrote an empty eval/info.csv, which trials refuse: now no eval/ at all, read as no images to predict."""
+    from harness.data.layouts import load_eval
+    demo = generate(tmp_path / "demo", **{**SMALL, "eval_images": 0})
+    assert not (demo / "eval").exists() and (demo / "train" / "train.csv").is_file()
+    assert load_eval(demo) is None

@@ -158,7 +158,8 @@ def pixel_checksum(path: Path, window: int = 64 << 20) -> str:
     `window` bytes at a time: 7 GB/s from the page cache here, against 3 GB/s through read(), with at most a window
     of the file resident in this process at once (one map of the whole file put every page of it in the trial's RSS
     at start-up: 4.7 GB for the mask contest's caches at 224 px, more than the trial's peak while training)."""
-    window -= window % mmap.ALLOCATIONGRANULARITY
+    granularity = mmap.ALLOCATIONGRANULARITY  # where a map may start
+    window = max(window - window % granularity, granularity)
     with open(path, "rb") as handle:
         version = np.lib.format.read_magic(handle)
         read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
