@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -87,7 +88,8 @@ def train(args: argparse.Namespace, technique: str, seed: int, extra: list[str])
     output = args.work / technique / f"seed{seed}"
     if (output / "seconds.json").is_file():  # done before: reused
         return own_run(output), json.loads((output / "seconds.json").read_text())
-    output.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(output, ignore_errors=True)  # an interrupted earlier try: its run folder would be taken for this one
+    output.mkdir(parents=True)
     seconds = timed([sys.executable, "trial.py", *base_flags(args, seed), "--output_dir", str(output), *extra],
                     output / "log.txt")
     (output / "seconds.json").write_text(json.dumps(seconds))
