@@ -164,9 +164,17 @@ def derived(args: argparse.Namespace, technique: str, seed: int, runs: dict[str,
         return train(args, technique, seed, ["--pseudo_labels", str(blended.resolve()), "--pseudo_threshold",
                                              "0.9"])
     kfold = Path(runs["kfold"].folder)  # distill
-    seconds = timed([sys.executable, "distill.py", str(kfold.parent.parent), "--run", str(kfold)],
-                    args.work / f"distill_seed{seed}.log")
-    return next(p for p in (kfold.parent).iterdir() if p != kfold and (p / "kfold.json").is_file()), seconds
+    done = kfold.parent.parent / "distill_seconds.json"
+    seconds = json.loads(done.read_text()) if done.is_file() else timed(
+        [sys.executable, "distill.py", str(kfold.parent.parent), "--run", str(kfold)],
+        args.work / f"distill_seed{seed}.log")
+    done.write_text(json.dumps(seconds))
+    return distilled_run(kfold), seconds
+
+
+def distilled_run(kfold: Path) -> Path:
+    """The finished distilled run beside the K-fold run it learnt from: the first, when a retry wrote another."""
+    return min(p for p in kfold.parent.iterdir() if p != kfold and (p / "kfold.json").is_file())
 
 
 def run_seed(args: argparse.Namespace, seed: int, techniques: list[str]) -> dict[str, Result]:
