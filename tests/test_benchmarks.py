@@ -123,3 +123,36 @@ def test_a_missing_timm_checkout_is_one_line():
 
     with pytest.raises(UserError, match="expected a pytorch-image-models checkout holding train.py"):
         timm_script(ROOT / "no-such-folder")
+
+
+@pytest.mark.parametrize("load, cores, shares", [(0, 2, []), (0.1, 2, [0.2]), (0.5, 2, [1.0]), (0.75, 2, [1.0, 0.5]),
+                                                 (0.3, 4, [1.0, 0.2])])
+def test_the_contention_spinners_take_the_asked_share_of_the_machine(load, cores, shares):
+    from benchmarks.trial_speed.contention import spinner_shares
+
+    assert spinner_shares(load, cores) == pytest.approx(shares)
+
+
+@pytest.mark.parametrize("load", [-0.1, 0.95])
+def test_a_contention_load_beyond_the_machine_is_refused(load):
+    from benchmarks.trial_speed.contention import spinner_shares
+
+    with pytest.raises(ValueError, match="expected a share of the machine"):
+        spinner_shares(load, 2)
+
+
+def test_the_spinners_stop_when_their_block_fails():
+    from benchmarks.trial_speed.contention import spinning
+
+    with pytest.raises(RuntimeError), spinning(0.05) as processes:
+        assert processes and all(process.poll() is None for process in processes)
+        raise RuntimeError("a run failed")
+    assert all(process.poll() is not None for process in processes)
+
+
+def test_another_checkouts_trial_gets_its_own_cache():
+    from benchmarks.trial_speed.contention import other_trial_command
+
+    command = other_trial_command(["/a/trial.py", "--data_dir", "d", "--cache_dir", "c", "--epochs", "1"],
+                                  Path("/b/trial.py"), Path("/b-cache"))
+    assert command == ["/b/trial.py", "--data_dir", "d", "--cache_dir", "/b-cache", "--epochs", "1"]

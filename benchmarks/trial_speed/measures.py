@@ -5,6 +5,7 @@ from benchmarks.runner import Measure
 from benchmarks.trial_speed.accuracy import Accuracy
 from benchmarks.trial_speed.allocator import Allocator
 from benchmarks.trial_speed.cache import Cache
+from benchmarks.trial_speed.contention import Contention
 from benchmarks.trial_speed.epochs import Epochs
 from benchmarks.trial_speed.flops import Flops
 from benchmarks.trial_speed.optimizer import Optimizer
@@ -15,4 +16,4 @@ from benchmarks.trial_speed.startup import Startup
 from benchmarks.trial_speed.timm_train import TimmTrain
 
 MEASURES: list[Measure] = [Cache(), Overhead(), PrecisionTable(), Optimizer(), Startup(), Allocator(), Accuracy(),
-                           Epochs(), TimmTrain(), Flops(), Options()]
+                           Epochs(), TimmTrain(), Flops(), Options(), Contention()]
