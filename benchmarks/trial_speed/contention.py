@@ -113,7 +113,7 @@ class Contention(Measure):
         for row in r["rows"]:
             trial, timm = row["trial"], row["timm"]
             lines.append(f"| {row['load']:.0%} ({row['rounds']} rounds) | {_fmt(trial['img_s'])} | "
-                         f"{trial['vs_quiet']:.2f}x | {_fmt(timm['img_s'])} | {timm['vs_quiet']:.2f}x | "
+                         f"{_ratio(trial['vs_quiet'])} | {_fmt(timm['img_s'])} | {_ratio(timm['vs_quiet'])} | "
                          f"{trial['machine_share']['median']:.1%} / {timm['machine_share']['median']:.1%} |")
         other = next((row["other trial"] for row in r["rows"] if "other trial" in row), None)
         if other:
@@ -125,3 +125,7 @@ class Contention(Measure):
 
 def _fmt(figure: dict[str, float]) -> str:
     return f"{figure['median']:.1f} ({figure['min']:.1f}-{figure['max']:.1f})"
+
+
+def _ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}x"  # None: no quiet rounds (--contention_loads without 0)
