@@ -52,7 +52,7 @@ class TimmTrain(Measure):
         parser.add_argument("--timm_min_share", type=float, default=0.95,
                             help="a pair is run again (up to twice) when a run had less of the machine's busy CPU "
                                  "time than this: other work took the rest (a quiet run has 98-99.7%%; a process "
-                                 "taking 10%% of the machine slows trial.py by 8%%: the contention measure)")
+                                 "taking 10%% of the machine slows trial.py by 9%%: the contention measure)")
 
     def run(self, bench: Bench) -> dict[str, Any]:
         args = bench.args
