@@ -86,6 +86,9 @@ class Contention(Measure):
         loads = [float(x) for x in args.contention_loads.split(",")]
         rounds = [int(x) for x in args.contention_rounds.split(",")]
         rounds = rounds * len(loads) if len(rounds) == 1 else rounds
+        if len(rounds) != len(loads):
+            raise SystemExit(f"--contention_rounds {args.contention_rounds}: expected one number, or one per load of "
+                             f"--contention_loads {args.contention_loads}")
         rows = []
         for load, count in zip(loads, rounds):
             these = dict(sides)
