@@ -105,10 +105,11 @@ def run_trial(argv: list[str], handout: Handout, params: TrialParams, stop: Stop
     params = resumed[0] if resumed else refit_params(params.refit) if params.refit else params
     require_known(params.model)  # imports timm: only once the cheap checks passed
     params, data = load_data(params)  # what can fail on the user's data fails before anything is written
-    run, *ids = resumed[1:] if resumed else new_run(params)
-    loop = None
+    run, loop = None, None
     try:
-        run.claim()  # one writer per run folder: a second one waits a little, then refuses
+        with stop.protect():  # made and claimed as one: a stop between the two would leave an empty folder of no one
+            run, *ids = resumed[1:] if resumed else new_run(params)
+            run.claim()  # one writer per run folder: a second one waits a little, then refuses
         check_same_data(run.path, data.fingerprint)  # a run continued from last.pt needs the data it started with
         scheme = scheme_for(params, data, run)
         if not resumed:
@@ -128,7 +129,7 @@ def run_trial(argv: list[str], handout: Handout, params: TrialParams, stop: Stop
         # NNI takes no final result from a stopped trial: none is reported. The checkpoint stays for a resume.
         records = loop.records if loop else []
         with stop.protect():
-            if not run.claimed:  # the folder is another process's: nothing of this one is in it
+            if run is None or not run.claimed:  # the folder is another process's: nothing of this one is in it
                 log.info("stopped by %s before training started: nothing was written", stopped)
             elif not records and not resumed and run.discard_if_unused():
                 log.info("stopped by %s before the first epoch ended: removed %s", stopped, run.path)
@@ -141,7 +142,7 @@ def run_trial(argv: list[str], handout: Handout, params: TrialParams, stop: Stop
     except (UserError, ModelError):
         # A failure found while loading (a corrupt image, weights that cannot be had, a full disk) leaves no
         # half-made run folder.
-        if not resumed and not (loop and loop.records) and run.discard_if_unused():
+        if run and not resumed and not (loop and loop.records) and run.discard_if_unused():
             log.info("removed %s: the trial failed before its first epoch", run.path)
         raise
 

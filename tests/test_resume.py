@@ -218,6 +218,33 @@ def test_a_sigterm_before_the_first_epoch_ends_quietly_and_leaves_nothing(demo_d
     assert not list(cache.rglob("*.tmp")), "a half-built cache was left"
 
 
+# A SIGTERM sent by the trial to itself at the exact moment, so that the window is hit on every run, not by chance
+# on a loaded machine: right after the run folder is made, and while its lock is being taken.
+SIGTERM_AT = """
+import os, runpy, signal, sys
+import harness.outputs.run_folder as run_folder
+real = getattr(run_folder, sys.argv[1])
+def at_the_moment(*args, **kwargs):
+    result = real(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return result
+setattr(run_folder, sys.argv[1], at_the_moment)
+sys.argv = [sys.argv[2], *sys.argv[3:]]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("moment", ["make_folder", "wait_for_lock"])
+def test_a_sigterm_between_making_the_run_folder_and_claiming_it_leaves_no_folder(demo_dir, tmp_path, moment):
+    output = tmp_path / "out"
+    stopped = subprocess.run([sys.executable, "-c", SIGTERM_AT, moment, str(ROOT / "trial.py"), "--data_dir",
+                              str(demo_dir), "--epochs", "1", *FAST, "--output_dir", str(output)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert stopped.returncode == -signal.SIGTERM, stopped.stderr[-2000:]
+    assert "Traceback" not in stopped.stderr, stopped.stderr[-3000:]
+    assert not list(output.glob("standalone/*")), "a run folder without an epoch was left"
+
+
 def test_only_the_half_built_loader_s_unraisable_error_is_dropped():
     from types import SimpleNamespace
 
