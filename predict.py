@@ -7,7 +7,8 @@ trial dumps with, named so that the ensemble reads it like the trial's own.
 Top-level wiring like trial.py (harness/ never imports models/): the run's params.json says what to rebuild; the
 weights come from best.pt, else last.pt. --data_dir predicts another eval set (its train/ gives the validation
 split, by the run's seed and ratio). The pair is written as submission{epoch}_{acc}_{loss}-pred{n}_soft.csv and its
-valid partner, n the first number not yet used: nothing already in the folder is overwritten."""
+valid partner, n the first number not yet used: nothing already in the folder is overwritten. It holds the folder's
+lock as a trial does: it waits 10 s for a trial still writing the folder (or another predict.py of it), then refuses."""
 from __future__ import annotations
 
 import argparse
@@ -60,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--num_workers must be in 0..{MAX_WORKERS}, got {args.num_workers}")
     folder = Path(args.run_dir)
     recorded = read_params(folder / PARAMS)
+    # One writer per run folder: not beside its trial still training (whose lock it is), nor beside another
+    # predict.py of it, which would pick the same free -pred number. Held until this process ends.
+    run = RunFolder.at(folder)
+    run.claim(others="its trial still training, or another predict.py of it")
     if recorded.get("folds", 1) != 1:
         raise UserError(f"{folder} is a {recorded['folds']}-fold run: its soft CSVs come from {recorded['folds']} "
                         f"models, whose weights are not kept; re-run the trial to predict again")
@@ -86,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     val = predictor(loaders.val) if loaders.val else None
     evaluation = predictor(loaders.eval) if loaders.eval else None
     heads = data.heads
-    written = RunFolder.at(folder).write_soft_csvs(
+    written = run.write_soft_csvs(
         epoch, record["train_acc"], record["train_loss"],
         SoftTable(loaders.val_ids, csv_probs(val.probs, heads), csv_labels(loaders.val_labels, heads)) if val else None,
         SoftTable(loaders.eval_ids, csv_probs(evaluation.probs, heads)) if evaluation else None, tag=free_tag(folder))

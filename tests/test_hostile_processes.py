@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from harness.outputs.reading import read_dumps
-from hostile_helpers import FAST, ROOT, data_copy, one_line, patched_trial, run_trial, trained_run
+from hostile_helpers import FAST, ROOT, data_copy, one_line, patched_trial, run_predict, run_trial, trained_run
 from trial_checks import records
 
 # A 1-epoch run whose params.json then asks for many more: its --resume trains for a while.
@@ -52,6 +52,25 @@ def test_two_resumes_of_one_folder_at_once_the_second_refuses(demo_dir, tmp_path
     done = records(run)
     assert [r["epoch"] for r in done] == list(range(1, len(done) + 1)), "metrics.jsonl is not one writer's"
     assert json.loads((run / "stopped.json").read_text())["last_completed_epoch"] == done[-1]["epoch"]
+
+
+def test_predict_beside_the_folder_s_writer_refuses_and_writes_nothing(demo_dir, tmp_path):
+    """The lock as the folder's trial (or another predict.py) holds it: this process takes it."""
+    from harness.locks import try_lock
+
+    run = trained_run(demo_dir, tmp_path / "out")
+    before = sorted(p.name for p in run.iterdir())
+    holder = os.open(run, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert try_lock(holder)
+        refused = run_predict(str(run))
+    finally:
+        os.close(holder)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert one_line(refused).endswith(f"{run} is being written by another process (process {os.getpid()}) (its "
+                                      "trial still training, or another predict.py of it): not started, nothing "
+                                      "written (waited 10 s)")
+    assert sorted(p.name for p in run.iterdir()) == before
 
 
 def test_a_trial_whose_nni_manager_died_stops_after_its_epoch(demo_dir, tmp_path):

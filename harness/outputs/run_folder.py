@@ -50,17 +50,17 @@ class RunFolder:
     def claimed(self) -> bool:
         return self.lock is not None
 
-    def claim(self, wait_s: float = CLAIM_WAIT_S) -> None:
+    def claim(self, wait_s: float = CLAIM_WAIT_S,
+              others: str = "a second --resume of it, or an earlier run of this NNI trial still running") -> None:
         """The trial that writes this folder takes it, for as long as it lives: an exclusive lock (flock) on the
         folder itself, so that a second `--resume` of it, or NNI re-running a trial whose earlier process still
-        runs, cannot write beside it (it waits `wait_s` for the lock, then refuses). Then what a killed earlier run
-        of it left half-written goes."""
+        runs, cannot write beside it (it waits `wait_s` for the lock, then refuses; `others` says who that may be).
+        Then what a killed earlier run of it left half-written goes."""
         descriptor = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         if not wait_for_lock(descriptor, after(wait_s)):
             os.close(descriptor)
-            raise UserError(f"{self.path} is being written by another process{held_by(self.path)} (a second "
-                            f"--resume of it, or an earlier run of this NNI trial still running): not started, "
-                            f"nothing written (waited {wait_s:g} s)")
+            raise UserError(f"{self.path} is being written by another process{held_by(self.path)} ({others}): "
+                            f"not started, nothing written (waited {wait_s:g} s)")
         self.lock = descriptor  # never closed: the kernel drops the lock when the trial ends, however it ends
         remove_stale_temporaries(self.path)
 
