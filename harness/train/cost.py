@@ -2,13 +2,16 @@
 of the run and kept in the run folder's cost.json (the report's Pareto view, the ensemble's --inference_budget).
 
 The time is the run's own predictor (test-time augmentation and averaged weights included) on the device the run
-trained on, over the first validation batches (at most MAX_IMAGES images, already loaded, so decoding and
-augmentation are not counted), the median of REPEATS passes after one warm-up batch. A run without validation
-images is timed on its eval images."""
+trained on, over the first validation batches, already loaded (decoding and augmentation are not counted): the
+median of REPEATS passes after a warm-up batch. A pass takes as many batches as fill about PASS_S seconds, judged by
+the warm first batch (at least one batch, at most MAX_IMAGES images): on a GPU that is MAX_IMAGES, on a CPU at
+224 px a few batches, so that the measure costs a trial a second or two instead of 256 images four times over.
+A run without validation images is timed on its eval images."""
 from __future__ import annotations
 
 import datetime
 import logging
+import math
 import statistics
 import time
 from collections.abc import Iterable
@@ -22,7 +25,8 @@ from harness.outputs.run_folder import RunFolder
 from harness.train.predictor import Predictor
 
 log = logging.getLogger("trial")
-MAX_IMAGES = 256  # enough batches for a stable time; bounded so that the measure costs seconds, not an epoch
+MAX_IMAGES = 256  # enough batches for a stable time on a fast device; bounded so that the measure costs seconds
+PASS_S = 0.5  # a timed pass's length to aim at: its median of REPEATS is stable to a few per cent on a CPU
 REPEATS = 3
 
 
@@ -30,15 +34,14 @@ def parameter_count(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
 
 
-def first_batches(loader: Iterable, max_images: int = MAX_IMAGES) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The loader's first batches, up to max_images images, held in memory."""
-    batches, images = [], 0
-    for images_batch, labels in loader:
-        batches.append((images_batch, labels))
-        images += len(images_batch)
-        if images >= max_images:
-            break
-    return batches
+def batches_wanted(one_batch_s: float, batch_images: int, pass_s: float = PASS_S,
+                   max_images: int = MAX_IMAGES) -> int:
+    """How many batches a timed pass takes: enough for about `pass_s` seconds at `one_batch_s` per batch, at least
+    one, and no more than hold `max_images` images."""
+    most = max(1, math.ceil(max_images / max(batch_images, 1)))
+    if one_batch_s <= 0:
+        return most
+    return max(1, min(most, math.ceil(pass_s / one_batch_s)))
 
 
 def _synchronize(device: torch.device) -> None:
@@ -46,19 +49,39 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_per_image(predictor: Predictor, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """Milliseconds per image of `predictor` over `batches`: the median of REPEATS passes after a warm-up batch."""
+def pass_seconds(predictor: Predictor, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
     device = predictor.precision.device
-    predictor(batches[:1])  # the first pass pays for kernel selection and allocation, not the model
+    _synchronize(device)
+    started = time.perf_counter()
+    predictor(batches)
+    _synchronize(device)
+    return time.perf_counter() - started
+
+
+def batches_to_time(predictor: Predictor, loader: Iterable, pass_s: float = PASS_S,
+                    max_images: int = MAX_IMAGES) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The loader's first batches, held in memory, as many as `batches_wanted` says after the predictor has warmed up
+    on the first (its first pass pays for kernel selection and allocation, not the model) and been timed on it."""
+    iterator = iter(loader)
+    first = next(iterator, None)
+    if first is None:
+        return []
+    predictor([first])
+    wanted = batches_wanted(pass_seconds(predictor, [first]), len(first[0]), pass_s, max_images)
+    batches, images = [first], len(first[0])
+    while len(batches) < wanted and images < max_images:
+        batch = next(iterator, None)
+        if batch is None:
+            break
+        batches.append(batch)
+        images += len(batch[0])
+    return batches
+
+
+def time_per_image(predictor: Predictor, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Milliseconds per image of a warm `predictor` over `batches`: the median of REPEATS passes."""
     images = sum(len(batch[0]) for batch in batches)
-    passes = []
-    for _ in range(REPEATS):
-        _synchronize(device)
-        started = time.perf_counter()
-        predictor(batches)
-        _synchronize(device)
-        passes.append(time.perf_counter() - started)
-    return statistics.median(passes) * 1000 / images
+    return statistics.median(pass_seconds(predictor, batches) for _ in range(REPEATS)) * 1000 / images
 
 
 class CostHook(Hook):
@@ -77,7 +100,7 @@ class CostHook(Hook):
         if loader is None:
             log.info("cost.json: no validation or eval images to time the model on")
             return
-        batches = first_batches(loader)
+        batches = batches_to_time(fit.predictor, loader)
         if not batches:
             return
         cost = measure(fit.predictor, batches, images_of)
