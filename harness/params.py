@@ -75,8 +75,8 @@ class TrialParams:
     val_ratio: float = _flag(0.2, "share of people (or images, for single-label data) held out; 0: no validation")
     seed: int = _flag(42, "seed of the split, the initial weights and the augmentations")
     num_workers: int = _flag(2, "DataLoader worker processes")
-    loader_nice: int = _flag(0, "niceness of the loader workers (0-19): above 0 they give the cores to the training "
-                                "threads, which wait for each other at every barrier when a worker takes one's core")
+    loader_nice: int = _flag(0, "niceness of the loader workers (0-19), so that they give the cores to the training "
+                                "threads; measured 0.92x the images/s at 10 on a 2-core CPU (docs/speed.md)")
     cpu_threads: int = _flag(0, "threads of torch's CPU arithmetic; 0: torch's default (one per core). Trials that "
                                 "share a CPU side by side each take cores / trialConcurrency")
     # Model.
