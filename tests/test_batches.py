@@ -115,3 +115,26 @@ def test_loader_workers_run_at_the_niceness_asked():
     own = os.nice(0)
     assert next(iter(loader)).tolist() == [min(own + 5, 19)] * 2
     assert os.nice(0) == own
+
+
+@pytest.mark.parametrize(("device", "eval_batch"), [("cpu", 32), ("cuda", 64)])
+def test_prediction_batches_are_doubled_on_a_gpu_only(device, eval_batch):
+    """A CPU gains no speed from bigger prediction batches and its peak RSS grows by their activations."""
+    from harness.fit.setup import loader_settings
+    from harness.params import parse_params
+
+    settings = loader_settings(parse_params(["--batch_size", "32", "--data_dir", "x"], {}), torch.device(device))
+    assert settings.batch_size == 32 and settings.eval_batch_size == eval_batch
+
+
+def test_the_validation_and_eval_loaders_take_the_prediction_batch(demo_dir):
+    from harness.data.layouts import load_eval
+    from harness.data.loaders import LoaderSettings, build_loaders
+
+    data = load_train(demo_dir)
+    indices = np.arange(len(data.paths))
+    settings = LoaderSettings(batch_size=4, num_workers=0, seed=0, img_size=16, crop=0.8, cache=False, cache_dir="",
+                              pin_memory=False, eval_batch_size=6)
+    loaders = build_loaders(data, load_eval(demo_dir), data.labels["multi"][:, None], indices[:20], indices[20:40],
+                            settings)
+    assert loaders.train.batch_size == 4 and loaders.val.batch_size == 6 and loaders.eval.batch_size == 6

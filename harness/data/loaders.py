@@ -28,6 +28,14 @@ class LoaderSettings:
     cache_dir: str  # "": the default cache folder
     pin_memory: bool
     worker_nice: int = 0  # the workers' niceness: above 0 they yield the cores to the training threads
+    eval_batch_size: int = 0  # validation and eval batches; 0: batch_size
+
+
+def eval_batch_size(batch_size: int, device_type: str) -> int:
+    """Prediction keeps no activations for a backward pass, so a GPU predicts twice the training batch at once, and
+    faster. A CPU gains nothing from it (the same epoch time at 1x and 2x, resnet18 at 224 px) and its peak RSS
+    grows by up to the bigger batch's activations (about 100 MB there, past the training steps' peak): 1x."""
+    return batch_size * 2 if device_type == "cuda" else batch_size
 
 
 @dataclass
@@ -78,8 +86,7 @@ def build_loaders(train_set: TrainSet, eval_set: EvalSet | None, labels: np.ndar
         return make_loader(dataset, batch_size, shuffle, settings.num_workers, settings.seed, settings.pin_memory,
                            weights, settings.worker_nice)
 
-    # Prediction needs no gradients, so it can take bigger batches.
-    eval_batch = settings.batch_size * 2
+    eval_batch = settings.eval_batch_size or settings.batch_size
     source, indices = images, train_idx
     if len(draw.added):
         source = JoinedImages(images, eval_images)

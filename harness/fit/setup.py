@@ -18,7 +18,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from harness.data.labels import OLD_AGE, csv_task
 from harness.data.layouts import EvalSet, TrainSet, data_fingerprint, load_eval, load_train
-from harness.data.loaders import Loaders, LoaderSettings, TrainingDraw, build_loaders
+from harness.data.loaders import Loaders, LoaderSettings, TrainingDraw, build_loaders, eval_batch_size
 from harness.data.transforms import Normalizer
 from harness.outputs.progress import EpochProgress
 from harness.params import TrialParams
@@ -120,7 +120,8 @@ def loader_settings(params: TrialParams, device: torch.device, **changes: Any) -
     """The loaders' settings from the parameters (`changes` over them: predict.py's --num_workers)."""
     values = dict(batch_size=params.batch_size, num_workers=params.num_workers, seed=params.seed,
                   img_size=params.img_size, crop=params.crop, cache=params.cache, cache_dir=params.cache_dir,
-                  pin_memory=params.pin_memory and device.type == "cuda", worker_nice=params.loader_nice)
+                  pin_memory=params.pin_memory and device.type == "cuda", worker_nice=params.loader_nice,
+                  eval_batch_size=eval_batch_size(params.batch_size, device.type))
     return LoaderSettings(**{**values, **changes})
 
 
