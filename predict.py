@@ -16,6 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.cli import run_cli, without_teardown
 from harness.errors import UserError, one_line
@@ -62,9 +63,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = Path(args.run_dir)
     recorded = read_params(folder / PARAMS)
     # One writer per run folder: not beside its trial still training (whose lock it is), nor beside another
-    # predict.py of it, which would pick the same free -pred number. Held until this process ends.
+    # predict.py of it, which would pick the same free -pred number. Held until the pair is written.
     run = RunFolder.at(folder)
     run.claim(others="its trial still training, or another predict.py of it")
+    try:
+        return predict_into(run, recorded, args)
+    finally:
+        run.release()
+
+
+def predict_into(run: RunFolder, recorded: dict[str, Any], args: argparse.Namespace) -> int:
+    """Rebuilds the run's model from `recorded` (its params.json) and writes the new pair into the claimed `run`."""
+    folder = run.path
     if recorded.get("folds", 1) != 1:
         raise UserError(f"{folder} is a {recorded['folds']}-fold run: its soft CSVs come from {recorded['folds']} "
                         f"models, whose weights are not kept; re-run the trial to predict again")

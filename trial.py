@@ -145,6 +145,9 @@ def run_trial(argv: list[str], handout: Handout, params: TrialParams, stop: Stop
         if run and not resumed and not (loop and loop.records) and run.discard_if_unused():
             log.info("removed %s: the trial failed before its first epoch", run.path)
         raise
+    finally:
+        if run:
+            run.release()
 
 
 if __name__ == "__main__":

@@ -168,6 +168,14 @@ def test_a_diverged_trial_stops_at_once_and_still_reports_its_best_epoch(demo_di
                                  "reported as the final result); try a lower --lr (it was 0.003)")
     assert len(calls) == 2, "no epoch ran after the divergence"
     assert [final["epoch"] for final in finals] == [1]
+    from harness.locks import try_lock
+
+    (run,) = (tmp_path / "expid").iterdir()
+    descriptor = os.open(run, os.O_RDONLY | os.O_DIRECTORY)
+    try:  # predict.py or a --resume of it may write there now
+        assert try_lock(descriptor), "the ended trial still holds its run folder's lock"
+    finally:
+        os.close(descriptor)
     [run] = (tmp_path / "expid").iterdir()
     assert run.name.endswith("_Tr1al") and len((run / "metrics.jsonl").read_text().splitlines()) == 1
 

@@ -61,8 +61,14 @@ class RunFolder:
             os.close(descriptor)
             raise UserError(f"{self.path} is being written by another process{held_by(self.path)} ({others}): "
                             f"not started, nothing written (waited {wait_s:g} s)")
-        self.lock = descriptor  # never closed: the kernel drops the lock when the trial ends, however it ends
+        self.lock = descriptor  # the kernel drops the lock when the process ends, however it ends
         remove_stale_temporaries(self.path)
+
+    def release(self) -> None:
+        """The writer is done (a trial or predict.py run in-process, as the tests do, returns): the folder is free."""
+        if self.lock is not None:
+            os.close(self.lock)
+            self.lock = None
 
     def remove_dumps_after(self, epoch: int) -> list[str]:
         """The trial's own soft CSVs of epochs after `epoch` (not predict.py's '-pred' ones): what a kill between a
